@@ -1,0 +1,143 @@
+"""The attention of a KernelWarehouse layer (contrasting-driven attention)."""
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from .plan import ZERO_CELL
+
+__all__ = ['KWAttention']
+
+
+class KWAttention(nn.Module):
+    """Mixture weights of a KW layer's cells over its warehouse.
+
+    For an input ``x`` of shape ``[B, C, *spatial]`` it returns ``alpha`` of
+    shape ``[B * m, n]``: one row per linear mixture, one column per
+    warehouse cell (kernelwarehouse.md section 2.2):
+
+    ``pool -> fc1 -> norm1 -> ReLU -> fc2 -> [B*m, n+1]`` (the last column
+    belongs to the zero cell), then ``z / (sum|z| + 1e-3)`` (the
+    contrasting-driven attention function), then
+    ``(1 - tau) * z + tau * beta`` and the zero-cell column is dropped.
+
+    With ``nonlocal_basis`` the logits of the cells owned by other layers are
+    produced from a small basis by ``fc3``, which saves parameters when the
+    warehouse is much larger than the layer.
+
+    Args:
+        in_channels (int): Channels of the layer input.
+        num_mixtures (int): ``m``, mixtures (cells) of the layer.
+        num_cells (int): ``n``, cells of the warehouse.
+        beta (Sequence): Initial assignment, a warehouse cell index or
+            ``'z'`` (the zero cell) per mixture.
+        reduction (float): Hidden width ratio, ``h = max(int(C * r), 16)``.
+            Defaults to 0.0625.
+        norm_layer (Callable): Builds the hidden norm from ``h``. ``fc1`` has
+            a bias unless the norm is a batch norm. Defaults to
+            ``nn.BatchNorm1d``.
+        nonlocal_basis (tuple[int, int, float], optional):
+            ``(num_local_cells, start, ratio)`` to use the non-local basis
+            mapping, ``None`` for a plain ``fc2``. Defaults to None.
+        min_hidden (int): Smallest hidden width. Defaults to 16.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 num_mixtures: int,
+                 num_cells: int,
+                 beta: Sequence,
+                 reduction: float = 0.0625,
+                 norm_layer: Callable[[int], nn.Module] = nn.BatchNorm1d,
+                 nonlocal_basis: Optional[tuple] = None,
+                 min_hidden: int = 16):
+        super().__init__()
+        if len(beta) != num_mixtures:
+            raise ValueError(f'beta has {len(beta)} entries, expected one per '
+                             f'mixture ({num_mixtures})')
+        self.in_channels = in_channels
+        self.num_mixtures = num_mixtures
+        self.num_cells = num_cells
+        hidden = max(int(in_channels * reduction), min_hidden)
+        self.hidden_channels = hidden
+        norm = norm_layer(hidden)
+        with_bias = not isinstance(norm, nn.modules.batchnorm._BatchNorm)
+        self.fc1 = nn.Linear(in_channels, hidden, bias=with_bias)
+        self.norm1 = norm
+        self.act1 = nn.ReLU(inplace=True)
+        per_mixture = num_cells + 1
+        if nonlocal_basis is None:
+            self.num_local_cells = None
+            self.fc2 = nn.Linear(hidden, num_mixtures * per_mixture)
+        else:
+            num_local, start, ratio = nonlocal_basis
+            num_nonlocal = num_cells - num_local
+            if num_local < 0 or num_nonlocal < 0 or not 0 <= start <= num_nonlocal:
+                raise ValueError(
+                    f'invalid non-local basis: {num_local} local cells '
+                    f'from cell {start} in a warehouse of {num_cells}')
+            self.num_local_cells = num_local
+            self.start = start
+            self.num_basis = max(int(num_nonlocal * ratio), min_hidden)
+            self.fc2 = nn.Linear(
+                hidden,
+                (num_local + self.num_basis + 1) * num_mixtures,
+                bias=False)
+            self.fc3 = nn.Linear(self.num_basis, num_nonlocal, bias=False)
+            self.basis_bias = nn.Parameter(
+                torch.zeros(num_mixtures * per_mixture))
+        # tau: part of the training state, saved with the model.
+        self.register_buffer('temperature', torch.zeros(()))
+        # beta: derived from the plan, recomputed on construction.
+        assignment = torch.zeros(num_mixtures, per_mixture)
+        for j, cell in enumerate(beta):
+            assignment[j, num_cells if cell == ZERO_CELL else cell] = 1
+        self.register_buffer('init_assignment', assignment, persistent=False)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Official initialisation: Kaiming (fan_out) Linear, unit norms."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.kaiming_normal_(
+                    m.weight, mode='fan_out', nonlinearity='relu')
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.BatchNorm1d, nn.LayerNorm)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if self.num_local_cells is not None:
+            nn.init.zeros_(self.basis_bias)
+
+    def _map_to_cells(self, logits: torch.Tensor) -> torch.Tensor:
+        """Non-local basis logits -> logits over all warehouse cells."""
+        local_and_basis = logits.reshape(-1, self.num_local_cells +
+                                         self.num_basis + 1)
+        local = local_and_basis[:, :self.num_local_cells]
+        basis = local_and_basis[:, self.num_local_cells:-1]
+        zero = local_and_basis[:, -1:]
+        other = self.fc3(basis)
+        full = torch.cat(
+            [other[:, :self.start], local, other[:, self.start:], zero], dim=1)
+        return full.reshape(-1, self.basis_bias.numel()) + self.basis_bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = x.reshape(*x.shape[:2], -1).mean(dim=-1)
+        hidden = self.act1(self.norm1(self.fc1(pooled)))
+        logits = self.fc2(hidden)
+        if self.num_local_cells is not None:
+            logits = self._map_to_cells(logits)
+        z = logits.reshape(-1, self.num_cells + 1)
+        z = z / (z.abs().sum(dim=1, keepdim=True) + 1e-3)
+        tau = self.temperature
+        z = ((1.0 - tau) * z.reshape(-1, self.num_mixtures, self.num_cells + 1)
+             + tau * self.init_assignment)
+        return z.reshape(-1, self.num_cells + 1)[:, :-1]
+
+    def extra_repr(self) -> str:
+        s = (f'mixtures={self.num_mixtures}, cells={self.num_cells}, '
+             f'temperature={float(self.temperature):.4g}')
+        if self.num_local_cells is not None:
+            s += (f', local_cells={self.num_local_cells}, '
+                  f'basis={self.num_basis}')
+        return s

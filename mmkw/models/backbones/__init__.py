@@ -1,0 +1,4 @@
+"""KernelWarehouse backbones."""
+from .kw_resnet import KWResNet
+
+__all__ = ['KWResNet']

@@ -1,0 +1,143 @@
+"""ResNet with KernelWarehouse convolutions."""
+from typing import Optional, Sequence
+
+import torch.nn as nn
+from mmpretrain.models.backbones.resnet import Bottleneck, ResLayer, ResNet
+
+from mmkw.cnn import KWConv2d, WarehouseManager
+from mmkw.registry import register_model
+from .utils import check_frozen_stages, check_out_indices
+
+__all__ = ['KWResNet']
+
+
+@register_model
+class KWResNet(ResNet):
+    """ResNet whose convolutions draw their kernels from KernelWarehouses.
+
+    The official KernelWarehouse layout (Li & Yao, ICML 2024): one
+    warehouse per stage; the stem conv stays plain; in the first block of
+    stage ``s`` the first conv and the (strided) downsample conv draw from
+    stage ``s - 1``'s warehouse; stride-1 downsample convs and the first 1x1
+    conv of a Bottleneck network stay plain. Module names, ``out_indices``,
+    ``frozen_stages`` (which also freezes the frozen stages' warehouses),
+    ``norm_eval`` and ``with_cp`` are those of MMPretrain's ``ResNet``, so
+    every non-KW checkpoint key and the FPN contract are unchanged.
+
+    ASCII view of stage ``s`` (``W_s`` = warehouse of stage ``s``)::
+
+        x ──> conv1 [W_{s-1}] ─> conv2 [W_s] (─> conv3 [W_s]) ─> + ─> ...
+         └──> downsample conv [W_{s-1}] ─────────────────────────┘
+
+    Args:
+        depth (int): Network depth, from {18, 34, 50, 101, 152}.
+        budget (float): Parameter budget ``b`` of every warehouse (1/4, 1/2,
+            1, 2, 4 in the paper). Defaults to 1.
+        attention_init (bool): Use the attention initialisation (temperature
+            1 and the initial assignment), for training from scratch with a
+            temperature schedule. ``False`` pins the temperature to 0, for
+            fine-tuning a pretrained KW model. Defaults to True.
+        reduction (float): Attention hidden ratio. Defaults to 0.0625.
+        cell_ratio (float, optional): Cell channels as a fraction of the
+            channel gcd; ``None`` picks 1 for ``b >= 1`` and 0.5 below.
+            Defaults to None.
+        nonlocal_basis_ratio (float): Below 1 enables the attention's
+            non-local basis mapping (the official ResNet50 ``b = 1/2`` model
+            uses 0.0625). Defaults to 1.
+        zero_init_residual (bool): Zero-init the last norm of each block.
+            The official models do not. Defaults to False.
+        **kwargs: Other arguments of MMPretrain's ``ResNet``.
+
+    Example:
+        >>> import torch
+        >>> from mmkw.models import KWResNet
+        >>> self = KWResNet(depth=18, out_indices=(0, 1, 2, 3))
+        >>> self.eval()
+        >>> inputs = torch.rand(1, 3, 64, 64)
+        >>> for out in self.forward(inputs):
+        ...     print(tuple(out.shape))
+        (1, 64, 16, 16)
+        (1, 128, 8, 8)
+        (1, 256, 4, 4)
+        (1, 512, 2, 2)
+    """
+
+    def __init__(self,
+                 depth: int,
+                 budget: float = 1.0,
+                 attention_init: bool = True,
+                 reduction: float = 0.0625,
+                 cell_ratio: Optional[float] = None,
+                 nonlocal_basis_ratio: float = 1.0,
+                 zero_init_residual: bool = False,
+                 num_stages: int = 4,
+                 out_indices: Sequence[int] = (3, ),
+                 frozen_stages: int = -1,
+                 **kwargs):
+        if depth not in self.arch_settings:
+            raise ValueError(f'depth must be one of '
+                             f'{sorted(self.arch_settings)}, got {depth!r}')
+        if num_stages not in (1, 2, 3, 4):
+            raise ValueError(f'num_stages must be 1-4, got {num_stages!r}')
+        out_indices = check_out_indices(out_indices, num_stages)
+        check_frozen_stages(frozen_stages, num_stages)
+        warehouse_manager = WarehouseManager(
+            budget=budget,
+            cell_ratio=cell_ratio,
+            reduction=reduction,
+            nonlocal_basis_ratio=nonlocal_basis_ratio)
+        super().__init__(
+            depth,
+            num_stages=num_stages,
+            out_indices=out_indices,
+            frozen_stages=frozen_stages,
+            zero_init_residual=zero_init_residual,
+            **kwargs)
+        self.budget = budget
+        self.attention_init = attention_init
+        self.warehouse_manager = warehouse_manager
+        for i in range(num_stages):
+            warehouse_manager.declare(f'stage{i}')
+        self.plan = warehouse_manager.bind(self, attention_init=attention_init)
+        self._freeze_stages()
+
+    def make_res_layer(self, **kwargs) -> ResLayer:
+        stage = len(self.res_layers)
+        own, previous = f'stage{stage}', f'stage{max(stage - 1, 0)}'
+        layer = ResLayer(
+            **dict(kwargs, conv_cfg=dict(type=KWConv2d, warehouse=own)))
+        first = layer[0]
+        # The first block hands over from the previous stage's warehouse.
+        if isinstance(first, Bottleneck) and stage == 0:
+            first.conv1 = _plain(first.conv1)
+        else:
+            first.conv1.warehouse = previous
+        if first.downsample is not None:
+            idx = [isinstance(m, KWConv2d)
+                   for m in first.downsample].index(True)
+            if kwargs['stride'] == 1:
+                first.downsample[idx] = _plain(first.downsample[idx])
+            else:
+                first.downsample[idx].warehouse = previous
+        return layer
+
+    def _freeze_stages(self):
+        super()._freeze_stages()
+        manager = getattr(self, 'warehouse_manager', None)
+        if manager is None or manager.plan is None:
+            return  # called by ResNet.__init__ before the warehouses exist
+        for i in range(self.frozen_stages):
+            manager.weights[f'stage{i}'].requires_grad = False
+
+
+def _plain(layer: KWConv2d) -> nn.Conv2d:
+    """The ordinary conv with the geometry of an (unbound) KW conv."""
+    return nn.Conv2d(
+        layer.in_channels,
+        layer.out_channels,
+        layer.kernel_size,
+        stride=layer.stride,
+        padding=layer.padding,
+        dilation=layer.dilation,
+        groups=layer.groups,
+        bias=layer.bias is not None)
