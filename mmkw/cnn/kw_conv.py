@@ -65,6 +65,9 @@ class KWConvNd(nn.Module):
         self.dilation = _ntuple(dilation, self.dims, 'dilation')
         self.groups = groups
         self.warehouse = warehouse
+        # The nn.ConvNd attributes that mmcv's ConvModule mirrors.
+        self.transposed = False
+        self.output_padding = (0, ) * self.dims
         # Validates channels and groups early, with the layer's own numbers.
         LayerSpec('KW layer', warehouse, in_channels, out_channels,
                   self.kernel_size, groups)
