@@ -1,4 +1,5 @@
 """KernelWarehouse backbones."""
+from .kw_convnext import KWConvNeXt
 from .kw_resnet import KWResNet
 
-__all__ = ['KWResNet']
+__all__ = ['KWConvNeXt', 'KWResNet']

@@ -1,0 +1,305 @@
+"""ConvNeXt with KernelWarehouse convolutions."""
+import numbers
+from typing import Dict, Mapping, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+from mmpretrain.models.backbones.convnext import ConvNeXt
+
+from mmkw.cnn import KWAttention, KWConv2d, WarehouseManager
+from mmkw.registry import register_model
+from .utils import check_frozen_stages, check_out_indices
+
+__all__ = ['KWConvNeXt', 'parse_convnext_budget']
+
+#: Keys of a per-warehouse ``budget`` dict of :class:`KWConvNeXt`.
+BUDGET_KEYS = ('default', 'stem', 'downsample', 'depthwise', 'pointwise')
+
+
+def _check_budget_value(key: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not value > 0:
+        raise ValueError(f'budget[{key!r}] must be a positive number, got '
+                         f'{value!r}')
+    return float(value)
+
+
+def parse_convnext_budget(budget: Union[float, Mapping],
+                          num_stages: int) -> Dict[str, float]:
+    """Resolve the ``budget`` argument of :class:`KWConvNeXt`.
+
+    Args:
+        budget (float | dict): One budget for every warehouse, or a dict
+            with the optional keys ``default`` (every warehouse not named
+            otherwise, 1 if absent), ``stem``, ``downsample`` (a number or
+            one per downsample layer, ``num_stages - 1`` values),
+            ``depthwise`` and ``pointwise`` (a number or one per stage,
+            ``num_stages`` values).
+        num_stages (int): Stages of the network.
+
+    Returns:
+        dict[str, float]: Budget of every warehouse, in declaration order
+        (``stem``, ``downsample1`` ..., then ``stage{i}_depthwise`` and
+        ``stage{i}_pointwise`` per stage).
+
+    Example:
+        >>> from mmkw.models.backbones.kw_convnext import (
+        ...     parse_convnext_budget)
+        >>> b = parse_convnext_budget(
+        ...     dict(default=1, pointwise=(1, 1, 0.5, 0.5)), 4)
+        >>> b['stage1_pointwise'], b['stage2_pointwise']
+        (1.0, 0.5)
+    """
+    if isinstance(budget, Mapping):
+        unknown = sorted(set(budget) - set(BUDGET_KEYS))
+        if unknown:
+            raise ValueError(f'budget has unknown keys {unknown}; allowed: '
+                             f'{list(BUDGET_KEYS)}')
+        spec = dict(budget)
+    else:
+        spec = dict(default=budget)
+    default = _check_budget_value('default', spec.get('default', 1.0))
+
+    def per_group(key: str, count: int):
+        value = spec.get(key, default)
+        if isinstance(value, (list, tuple)):
+            if len(value) != count:
+                raise ValueError(
+                    f'budget[{key!r}] must be a number or {count} numbers '
+                    f'(one per {"downsample layer" if key == "downsample" else "stage"}), '
+                    f'got {value!r}')
+            return [_check_budget_value(key, v) for v in value]
+        return [_check_budget_value(key, value)] * count
+
+    result = {'stem': per_group('stem', 1)[0]}
+    for i, value in enumerate(per_group('downsample', num_stages - 1)):
+        result[f'downsample{i + 1}'] = value
+    depthwise = per_group('depthwise', num_stages)
+    pointwise = per_group('pointwise', num_stages)
+    for i in range(num_stages):
+        result[f'stage{i}_depthwise'] = depthwise[i]
+        result[f'stage{i}_pointwise'] = pointwise[i]
+    return result
+
+
+def _check_arch(arch, arch_settings: Mapping) -> Dict[str, list]:
+    if isinstance(arch, str):
+        if arch not in arch_settings:
+            raise ValueError(f'arch must be one of {sorted(arch_settings)} '
+                             f'or a dict with depths and channels, got '
+                             f'{arch!r}')
+        arch = arch_settings[arch]
+    if not isinstance(arch, Mapping) or not {'depths', 'channels'} <= set(
+            arch):
+        raise ValueError(f'arch must be a name or a dict with "depths" and '
+                         f'"channels", got {arch!r}')
+    depths, channels = arch['depths'], arch['channels']
+    ok = (isinstance(depths, (list, tuple))
+          and isinstance(channels, (list, tuple))
+          and len(depths) == len(channels) and len(depths) >= 1
+          and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                  for v in list(depths) + list(channels)))
+    if not ok:
+        raise ValueError(f'arch needs "depths" and "channels" as sequences '
+                         f'of positive ints of the same length, got '
+                         f'depths={depths!r}, channels={channels!r}')
+    return dict(depths=list(depths), channels=list(channels))
+
+
+def _kw_conv(conv: nn.Conv2d, warehouse: str) -> KWConv2d:
+    """A KW conv (with bias) with the geometry of a plain conv."""
+    return KWConv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=True,
+        warehouse=warehouse)
+
+
+@register_model
+class KWConvNeXt(ConvNeXt):
+    """ConvNeXt whose convolutions draw their kernels from KernelWarehouses.
+
+    The official KernelWarehouse layout (Li & Yao, ICML 2024): the stem
+    conv, the downsample convs, and the depthwise and both pointwise convs
+    of every block are KW convs with a bias; the classifier stays plain.
+    Warehouses, in the official index order: the stem, each downsample
+    conv, then per stage one for the depthwise convs and one shared by
+    ``pointwise_conv1`` and ``pointwise_conv2``. The attention of every KW
+    conv uses a LayerNorm (``eps=1e-5``) and its ``fc1`` has a bias.
+
+    As in the official code the pointwise convs are 1x1 convs on
+    channels-first tensors (MMPretrain's ``linear_pw_conv=False`` path) and
+    the layer scale ``gamma`` has shape ``[1, C, 1, 1]``, so (like the
+    official training) it is not a "flat" parameter for weight-decay
+    settings. Everything else -- module names, ``arch``, ``out_indices``
+    with a norm per output stage, ``gap_before_final_norm``,
+    ``frozen_stages`` (which also freezes the frozen stages' warehouses),
+    ``with_cp`` -- is MMPretrain's ``ConvNeXt``.
+
+    ASCII view of stage ``i`` (``D_i``/``P_i`` = its depthwise/pointwise
+    warehouses, ``S_i`` = the stem (i = 0) or downsample conv's own)::
+
+        x ─> [LN ─> conv 2x2 S_i] ─> block ─> ... ─> block ─> (norm_i) ─>
+        block: x ─> dw 7x7 [D_i] ─> LN ─> pw1 1x1 [P_i] ─> GELU
+                  ─> pw2 1x1 [P_i] ─> * gamma ─> + x
+
+    Args:
+        arch (str | dict): ``ConvNeXt.arch_settings`` name or a dict with
+            ``depths`` and ``channels``. Defaults to 'tiny'.
+        budget (float | dict): Parameter budget ``b``. A number applies to
+            every warehouse; a dict gives ``default`` and per-group budgets
+            ``stem``, ``downsample``, ``depthwise``, ``pointwise`` (each a
+            number or one value per stage, see
+            :func:`parse_convnext_budget`). The paper's ``b = 3/4`` model is
+            ``dict(default=1, pointwise=(1, 1, 0.5, 0.5))``. Warehouses with
+            ``b < 1`` use half-gcd cells. Defaults to 1.
+        attention_init (bool): Use the attention initialisation (temperature
+            1 and the initial assignment), for training from scratch with a
+            temperature schedule. ``False`` pins the temperature to 0, for
+            fine-tuning a pretrained KW model. Defaults to True.
+        reduction (float): Attention hidden ratio. Defaults to 0.0625.
+        out_indices (Sequence[int] | int): Output from which stages.
+            Defaults to -1 (the last one).
+        frozen_stages (int): Freeze the stem/downsample layers, blocks and
+            warehouses of the first ``frozen_stages`` stages; 0 or -1 freeze
+            nothing. Defaults to 0.
+        norm_eval (bool): Keep every norm layer in eval mode during
+            training. ConvNeXt has only LayerNorms, whose output does not
+            depend on the mode; the flag is kept for configs shared with the
+            other KW backbones. Defaults to False.
+        **kwargs: Other arguments of MMPretrain's ``ConvNeXt``
+            (``in_channels``, ``stem_patch_size``, ``norm_cfg``,
+            ``act_cfg``, ``drop_path_rate``, ``layer_scale_init_value``,
+            ``gap_before_final_norm``, ``with_cp``, ``init_cfg``).
+
+    Example:
+        >>> import torch
+        >>> from mmkw.models import KWConvNeXt
+        >>> self = KWConvNeXt(arch='tiny', out_indices=(0, 1, 2, 3),
+        ...                   gap_before_final_norm=False)
+        >>> self.eval()
+        >>> inputs = torch.rand(1, 3, 64, 64)
+        >>> for out in self.forward(inputs):
+        ...     print(tuple(out.shape))
+        (1, 96, 16, 16)
+        (1, 192, 8, 8)
+        (1, 384, 4, 4)
+        (1, 768, 2, 2)
+    """
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'tiny',
+                 budget: Union[float, dict] = 1.0,
+                 attention_init: bool = True,
+                 reduction: float = 0.0625,
+                 out_indices: Union[int, Sequence[int]] = -1,
+                 frozen_stages: int = 0,
+                 norm_eval: bool = False,
+                 **kwargs):
+        if 'linear_pw_conv' in kwargs:
+            raise ValueError('KWConvNeXt always runs its pointwise convs as '
+                             'KW 1x1 convs, as the official code does; '
+                             f'linear_pw_conv={kwargs["linear_pw_conv"]!r} '
+                             'is not an option')
+        if kwargs.get('use_grn', False):
+            raise ValueError('KWConvNeXt is ConvNeXt v1; use_grn=True '
+                             '(ConvNeXt v2) is not supported')
+        arch = _check_arch(arch, self.arch_settings)
+        num_stages = len(arch['depths'])
+        out_indices = check_out_indices(out_indices, num_stages)
+        check_frozen_stages(frozen_stages, num_stages)
+        budgets = parse_convnext_budget(budget, num_stages)
+        warehouse_manager = WarehouseManager(
+            budget=budgets['stem'],
+            reduction=reduction,
+            norm_layer=nn.LayerNorm)
+        super().__init__(
+            arch=arch,
+            out_indices=list(out_indices),
+            frozen_stages=frozen_stages,
+            linear_pw_conv=False,
+            **kwargs)
+        self.out_indices = out_indices
+        self.budget = budget
+        self.budgets = budgets
+        self.attention_init = attention_init
+        self.norm_eval = norm_eval
+        self.warehouse_manager = warehouse_manager
+
+        # Declaration order is the official warehouse index order.
+        for name, value in budgets.items():
+            warehouse_manager.declare(name, budget=value)
+        stem = self.downsample_layers[0]
+        stem[0] = _kw_conv(stem[0], 'stem')
+        for i in range(1, num_stages):
+            layer = self.downsample_layers[i]
+            layer[1] = _kw_conv(layer[1], f'downsample{i}')
+        for i, stage in enumerate(self.stages):
+            for block in stage:
+                block.depthwise_conv = _kw_conv(block.depthwise_conv,
+                                                f'stage{i}_depthwise')
+                block.pointwise_conv1 = _kw_conv(block.pointwise_conv1,
+                                                 f'stage{i}_pointwise')
+                block.pointwise_conv2 = _kw_conv(block.pointwise_conv2,
+                                                 f'stage{i}_pointwise')
+                if block.gamma is not None:
+                    # The official [1, C, 1, 1] layer scale.
+                    block.gamma = nn.Parameter(
+                        block.gamma.detach().reshape(1, -1, 1, 1).clone())
+        self.plan = warehouse_manager.bind(self, attention_init=attention_init)
+        self._freeze_stages()
+
+    def _stage_warehouses(self, i: int):
+        """Names of the warehouses frozen with stage ``i``."""
+        own = 'stem' if i == 0 else f'downsample{i}'
+        return [own, f'stage{i}_depthwise', f'stage{i}_pointwise']
+
+    def _freeze_stages(self):
+        super()._freeze_stages()
+        manager = getattr(self, 'warehouse_manager', None)
+        if manager is None or manager.plan is None:
+            return  # called by ConvNeXt.__init__ before the warehouses exist
+        for i in range(self.frozen_stages):
+            for name in self._stage_warehouses(i):
+                manager.weights[name].requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and getattr(self, 'norm_eval', False):
+            for m in self.modules():
+                if isinstance(m, (nn.modules.batchnorm._BatchNorm,
+                                  nn.LayerNorm, nn.GroupNorm)):
+                    m.eval()
+        return self
+
+    def init_weights(self):
+        """MMPretrain's initialisation, then the official KW one.
+
+        ``init_cfg`` (and an ``ImageClassifier``'s) applies a truncated
+        normal to every ``Linear``, which would also hit the attention
+        layers. The official code initialises those (Kaiming, fan_out) and
+        the warehouses after the plain layers, so they are initialised
+        again here -- unless the weights come from a ``Pretrained``
+        checkpoint.
+        """
+        if self.is_init:
+            super().init_weights()  # only warns
+            return
+        super().init_weights()
+        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [
+            self.init_cfg
+        ]
+        if any(
+                isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'
+                for cfg in cfgs):
+            return
+        with torch.no_grad():
+            for m in self.modules():
+                if isinstance(m, KWAttention):
+                    m.init_weights()
+            self.warehouse_manager.init_weights()
