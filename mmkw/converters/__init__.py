@@ -5,6 +5,7 @@ recognise its keys and rename them); the generic machinery in
 :mod:`mmkw.converters.official` maps the warehouses, checks the result
 against the model and finds the matching mmkw config.
 """
+from . import convnext  # noqa: F401  (registers the family)
 from . import resnet  # noqa: F401  (registers the family)
 from .official import (OFFICIAL_WAREHOUSE_PREFIX, ConversionReport,
                        OfficialFamily, build_model_from_config,
