@@ -1,5 +1,7 @@
 """MMPretrain / MMDetection models built on the KernelWarehouse core."""
 from .backbones import *  # noqa: F401,F403
 from .backbones import __all__ as _backbones
+from .heads import *  # noqa: F401,F403
+from .heads import __all__ as _heads
 
-__all__ = list(_backbones)
+__all__ = list(_backbones) + list(_heads)

@@ -1,5 +1,6 @@
 """KernelWarehouse backbones."""
 from .kw_convnext import KWConvNeXt
+from .kw_mobilenet_v2 import KWMobileNetV2
 from .kw_resnet import KWResNet
 
-__all__ = ['KWConvNeXt', 'KWResNet']
+__all__ = ['KWConvNeXt', 'KWMobileNetV2', 'KWResNet']

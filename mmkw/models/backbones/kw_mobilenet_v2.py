@@ -1,0 +1,231 @@
+"""MobileNetV2 with KernelWarehouse convolutions."""
+import math
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import torch.nn as nn
+from mmcv.cnn import ConvModule
+from mmpretrain.models.backbones.mobilenet_v2 import MobileNetV2
+
+from mmkw.cnn import KWConv2d, KWConvNd, WarehouseManager
+from mmkw.registry import register_model
+from .utils import check_frozen_stages, check_out_indices
+
+__all__ = ['KWMobileNetV2']
+
+
+@register_model
+class KWMobileNetV2(MobileNetV2):
+    """MobileNetV2 whose convolutions draw their kernels from KernelWarehouses.
+
+    The official KernelWarehouse layouts (Li & Yao, ICML 2024). The seven
+    inverted-residual settings (``layer1`` ... ``layer7``) form the warehouse
+    stages ``[1, 2, 3, 4, 5, 6, 6]``; the stem ``conv1`` has a warehouse of
+    its own and the last 1x1 conv ``conv2`` (to 1280 channels) joins stage 6.
+    The first block of a new stage draws from the previous stage's
+    warehouses (``layer2.0`` from stage 1, ..., ``layer6.0`` from stage 5;
+    ``layer7.0`` stays in stage 6).
+
+    - ``budget >= 1`` (the official 1x and 4x models): every conv is KW. The
+      depthwise convs of a stage share one warehouse; its 1x1 expansion and
+      projection convs share a second one (``separate_pointwise=False``,
+      official for b = 1) or have one each (official for b = 4).
+    - ``budget < 1`` (the hand-tuned official 1/2x model): the stem and the
+      depthwise convs are KW with b = 1 (cells of the whole channel gcd); the
+      1x1 convs of stages 1-5 are plain ``nn.Conv2d``; in stage 6 the
+      expansion convs share one warehouse and the projection convs plus
+      ``conv2`` another, both with budget ``budget`` and half-gcd cells. The
+      official model also has a KW classifier, see
+      :class:`~mmkw.models.KWLinearClsHead`, and ``reduction`` 1/32.
+
+    Warehouses are declared in the order of their first use in the network,
+    which is the official warehouse index order (``warehouse_manager.weights.K``
+    of an official checkpoint is the ``K``-th entry of ``self.plan``).
+
+    Module names, ``out_indices`` (0-6: ``layer1``-``layer7``, 7: ``conv2``,
+    for FPN use), ``frozen_stages``, ``norm_eval``, ``with_cp`` and
+    ``init_cfg`` are those of MMPretrain's ``MobileNetV2``. ``frozen_stages``
+    also freezes every warehouse that a frozen module draws from, so a frozen
+    stage's output does not change. Stage ``k``'s warehouses are shared with
+    the first block of the next setting (``layer{k+1}.0``): with
+    ``frozen_stages=k`` that block mixes its kernels from frozen cells, while
+    its attention and norms keep training.
+
+    ASCII view of an inverted residual block of stage ``s`` (``D_s``:
+    depthwise warehouse, ``P_s``: pointwise warehouse(s) of stage ``s``)::
+
+        x ─> 1x1 expand [P_s] ─> 3x3 depthwise [D_s] ─> 1x1 project [P_s] ─> (+x)
+
+    Args:
+        widen_factor (float): Width multiplier (0.5 and 1.0 are the official
+            models). Defaults to 1.0.
+        budget (float): Parameter budget ``b`` (1/2, 1 and 4 are official;
+            1/4 and 2 are supported too). Defaults to 1.
+        attention_init (bool): Use the attention initialisation (temperature
+            1 and the initial assignment), for training from scratch with a
+            temperature schedule. ``False`` pins the temperature to 0, for
+            fine-tuning a pretrained KW model. Defaults to True.
+        reduction (float, optional): Attention hidden ratio; ``None`` picks
+            the official value, 1/16 for ``b >= 1`` and 1/32 below.
+            Defaults to None.
+        cell_ratio (float | tuple[float, float], optional): Cell channels as
+            a fraction of the channel gcd for the warehouses of budget
+            ``budget``; ``None`` picks 1 for ``b >= 1`` and 0.5 below.
+            Defaults to None.
+        separate_pointwise (bool, optional): Give the expansion and the
+            projection 1x1 convs of a stage a warehouse each. ``None`` picks
+            the official choice: shared for ``b = 1``, separate otherwise.
+            Defaults to None.
+        out_indices (Sequence[int]): Outputs to return, from 0 (``layer1``)
+            to 7 (``conv2``); negative values count from the end.
+            Defaults to ``(7, )``.
+        frozen_stages (int): Freeze the stem and ``layer1`` ... ``layerN``
+            (and their warehouses); -1 freezes nothing, 0 the stem only.
+            Defaults to -1.
+        **kwargs: ``norm_cfg``, ``act_cfg``, ``norm_eval``, ``with_cp`` and
+            ``init_cfg`` of MMPretrain's ``MobileNetV2``.
+
+    Example:
+        >>> import torch
+        >>> from mmkw.models import KWMobileNetV2
+        >>> self = KWMobileNetV2(budget=1.0, out_indices=(1, 2, 4, 7))
+        >>> self.eval()
+        >>> inputs = torch.rand(1, 3, 64, 64)
+        >>> for out in self.forward(inputs):
+        ...     print(tuple(out.shape))
+        (1, 24, 16, 16)
+        (1, 32, 8, 8)
+        (1, 96, 4, 4)
+        (1, 1280, 2, 2)
+    """
+
+    # Warehouse stage of each row of ``arch_settings`` (expand_ratio,
+    # channel, num_blocks, stride), i.e. of ``layer1`` ... ``layer7``.
+    # The stem is stage 0; ``conv2`` joins the last stage.
+    kw_stages = (1, 2, 3, 4, 5, 6, 6)
+    # The modules ``out_indices`` refers to, in order.
+    layer_names = tuple(f'layer{i + 1}' for i in range(7)) + ('conv2', )
+
+    def __init__(self,
+                 widen_factor: float = 1.0,
+                 budget: float = 1.0,
+                 attention_init: bool = True,
+                 reduction: Optional[float] = None,
+                 cell_ratio: Optional[Union[float, Tuple[float,
+                                                         float]]] = None,
+                 separate_pointwise: Optional[bool] = None,
+                 out_indices: Sequence[int] = (7, ),
+                 frozen_stages: int = -1,
+                 **kwargs):
+        for name, value in (('widen_factor', widen_factor), ('budget',
+                                                             budget)):
+            if not isinstance(value, (int, float)) or isinstance(
+                    value, bool) or not math.isfinite(value) or value <= 0:
+                raise ValueError(
+                    f'{name} must be a positive number, got {value!r}')
+        if 'conv_cfg' in kwargs:
+            raise ValueError('KWMobileNetV2 builds its own KW convs; '
+                             f'conv_cfg is not accepted, got '
+                             f'{kwargs["conv_cfg"]!r}')
+        out_indices = check_out_indices(out_indices, len(self.layer_names))
+        check_frozen_stages(frozen_stages, len(self.arch_settings))
+        if reduction is None:
+            reduction = 0.0625 if budget >= 1 else 0.03125
+        if separate_pointwise is None:
+            separate_pointwise = budget != 1
+        warehouse_manager = WarehouseManager(
+            budget=budget, cell_ratio=cell_ratio, reduction=reduction)
+        super().__init__(
+            widen_factor=widen_factor,
+            out_indices=out_indices,
+            frozen_stages=frozen_stages,
+            conv_cfg=dict(type=KWConv2d),
+            **kwargs)
+        self.budget = budget
+        self.attention_init = attention_init
+        self.separate_pointwise = separate_pointwise
+        self.warehouse_manager = warehouse_manager
+        for module, warehouse, wh_budget in self._layout():
+            if warehouse is None:
+                module.conv = _plain_conv(module.conv)
+                continue
+            module.conv.warehouse = warehouse
+            if warehouse not in warehouse_manager.specs:
+                warehouse_manager.declare(warehouse, budget=wh_budget)
+        self.plan = warehouse_manager.bind(self, attention_init=attention_init)
+        self._freeze_stages()
+
+    def _layout(self) -> Iterator[Tuple[ConvModule, Optional[str],
+                                        Optional[float]]]:
+        """Every ConvModule in network order with its warehouse.
+
+        Yields:
+            tuple: ``(module, warehouse, budget)``; ``warehouse`` is None for
+            a plain conv, ``budget`` None for the backbone's budget.
+        """
+        tuned = self.budget < 1
+        # The tuned (b < 1) layout keeps the stem and depthwise convs at b=1.
+        dense_budget = 1.0 if tuned else None
+        last_stage = self.kw_stages[-1]
+
+        def pointwise(stage: int, role: str) -> Optional[str]:
+            if tuned and stage != last_stage:
+                return None  # plain 1x1 conv
+            if not self.separate_pointwise:
+                return f'stage{stage}_pw'
+            return f'stage{stage}_{role}'
+
+        yield self.conv1, 'stem', dense_budget
+        for i, stage in enumerate(self.kw_stages):
+            layer = getattr(self, f'layer{i + 1}')
+            for j, block in enumerate(layer):
+                own = stage
+                if j == 0 and i > 0 and self.kw_stages[i - 1] != stage:
+                    own = self.kw_stages[i - 1]  # hand over from the last
+                convs = list(block.conv)
+                if len(convs) == 3:
+                    yield convs[0], pointwise(own, 'expand'), None
+                yield convs[-2], f'stage{own}_dw', dense_budget
+                yield convs[-1], pointwise(own, 'project'), None
+        yield self.conv2, pointwise(last_stage, 'project'), None
+
+    def frozen_warehouses(self) -> List[str]:
+        """Names of the warehouses that ``frozen_stages`` freezes."""
+        modules: List[nn.Module] = []
+        if self.frozen_stages >= 0:
+            modules.append(self.conv1)
+        modules += [
+            getattr(self, f'layer{i}')
+            for i in range(1, self.frozen_stages + 1)
+        ]
+        names: Dict[str, None] = {}
+        for module in modules:
+            for m in module.modules():
+                if isinstance(m, KWConvNd):
+                    names[m.warehouse] = None
+        return list(names)
+
+    def _freeze_stages(self):
+        super()._freeze_stages()
+        manager = getattr(self, 'warehouse_manager', None)
+        if manager is None or manager.plan is None:
+            return  # the warehouses do not exist yet
+        for name in self.frozen_warehouses():
+            manager.weights[name].requires_grad = False
+
+
+def _plain_conv(layer: KWConv2d) -> nn.Conv2d:
+    """The ordinary conv with the geometry of an (unbound) KW conv,
+    initialised like mmcv's ``ConvModule`` initialises its conv."""
+    conv = nn.Conv2d(
+        layer.in_channels,
+        layer.out_channels,
+        layer.kernel_size,
+        stride=layer.stride,
+        padding=layer.padding,
+        dilation=layer.dilation,
+        groups=layer.groups,
+        bias=layer.bias is not None)
+    nn.init.kaiming_normal_(conv.weight, mode='fan_out', nonlinearity='relu')
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    return conv
