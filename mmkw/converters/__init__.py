@@ -6,6 +6,7 @@ recognise its keys and rename them); the generic machinery in
 against the model and finds the matching mmkw config.
 """
 from . import convnext  # noqa: F401  (registers the family)
+from . import mobilenet_v2  # noqa: F401  (registers the family)
 from . import resnet  # noqa: F401  (registers the family)
 from .official import (OFFICIAL_WAREHOUSE_PREFIX, ConversionReport,
                        OfficialFamily, build_model_from_config,
