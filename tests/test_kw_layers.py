@@ -264,3 +264,26 @@ def test_every_parameter_gets_a_gradient(budget, tau):
         if tau < 1 or 'attention' not in name:
             assert p.grad.abs().sum() > 0, name
     assert torch.isfinite(out).all()
+
+
+def test_manager_init_weights_reaches_attentions():
+    net = nn.Sequential(TinyNet())  # nn.Sequential has no init_weights
+    tiny = net[0]
+    with torch.no_grad():
+        for p in tiny.parameters():
+            p.fill_(float('nan'))
+    tiny.manager.init_weights()
+    for name, p in tiny.named_parameters():
+        assert torch.isfinite(p).all(), name
+    assert torch.equal(tiny.a.attention.norm1.weight,
+                       torch.ones_like(tiny.a.attention.norm1.weight))
+    # The copy's manager re-initialises the copy's layers only.
+    twin = copy.deepcopy(tiny)
+    with torch.no_grad():
+        twin.a.attention.fc2.weight.fill_(float('nan'))
+    twin.manager.init_weights()
+    assert torch.isfinite(twin.a.attention.fc2.weight).all()
+    with torch.no_grad():
+        tiny.a.attention.fc2.weight.fill_(float('nan'))
+    twin.manager.init_weights()
+    assert torch.isnan(tiny.a.attention.fc2.weight).all()

@@ -54,6 +54,10 @@ class WarehouseManager(nn.Module):
         self.specs: Dict[str, WarehouseSpec] = {}
         self.weights = nn.ParameterDict()
         self.plan: Optional[NetworkPlan] = None
+        # The bound layers, outside the module tree (like each layer's
+        # ``_manager``), so init_weights() reaches their attentions even
+        # where mmengine's init_weights() does not descend (nn.Sequential).
+        self._layers: tuple = ()
 
     def declare(self,
                 name: str,
@@ -131,12 +135,14 @@ class WarehouseManager(nn.Module):
             attention.temperature.fill_(1.0 if attention_init else 0.0)
             layer.bind(self, lp, attention)
         self.plan = plan
+        self._layers = tuple(layer for _, layer in layers)
         self.init_weights()
         return plan
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """Kaiming normal (fan_out) over each layer's own slice of cells."""
+        """Kaiming normal (fan_out) over each layer's own slice of cells,
+        and the official initialisation of every bound layer's attention."""
         if self.plan is None:
             return
         for wh in self.plan.warehouses:
@@ -151,6 +157,8 @@ class WarehouseManager(nn.Module):
                         weight[begin:end].view(-1, *wh.cell_shape[1:]),
                         mode='fan_out',
                         nonlinearity='relu')
+        for layer in self._layers:
+            layer.attention.init_weights()
 
     def extra_repr(self) -> str:
         if self.plan is None:
