@@ -1,6 +1,6 @@
 """ConvNeXt with KernelWarehouse convolutions."""
 import numbers
-from typing import Dict, Mapping, Optional, Sequence, Union
+from typing import Dict, Mapping, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -64,10 +64,10 @@ def parse_convnext_budget(budget: Union[float, Mapping],
         value = spec.get(key, default)
         if isinstance(value, (list, tuple)):
             if len(value) != count:
+                unit = 'downsample layer' if key == 'downsample' else 'stage'
                 raise ValueError(
                     f'budget[{key!r}] must be a number or {count} numbers '
-                    f'(one per {"downsample layer" if key == "downsample" else "stage"}), '
-                    f'got {value!r}')
+                    f'(one per {unit}), got {value!r}')
             return [_check_budget_value(key, v) for v in value]
         return [_check_budget_value(key, value)] * count
 
