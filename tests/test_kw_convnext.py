@@ -263,21 +263,29 @@ def test_with_cp_matches_without():
         torch.testing.assert_close(a, b)
 
 
-def test_init_weights_reinitialises_kw_parts():
-    model = _small()
-    model.init_cfg = [
-        dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=.02,
-             bias=0.),
-        dict(type='Constant', layer=['LayerNorm'], val=1., bias=0.)
-    ]
+def test_init_weights_keeps_official_kw_init():
+    """The config's TruncNormal(Linear) init must not reach the attention
+    (Kaiming fan_out in the official code); the head gets std 0.02."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    cfg = Config.fromfile(CONFIG_1X)
+    cfg.model.backbone.arch = SMALL
+    cfg.model.head.in_channels = SMALL['channels'][-1]
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(cfg.model)
     model.init_weights()
-    attention = model.stages[2][1].pointwise_conv1.attention
-    fan_out = attention.fc2.weight.shape[0]
-    kaiming_std = math.sqrt(2.0 / fan_out)
-    std = attention.fc2.weight.std().item()
-    assert 0.8 * kaiming_std < std < 1.2 * kaiming_std
-    assert abs(kaiming_std - 0.02) > 0.3 * kaiming_std
-    assert attention.fc1.bias.abs().sum() == 0
+    backbone = model.backbone
+    for name in ('stages.2.1.pointwise_conv1', 'downsample_layers.0.0'):
+        attention = backbone.get_submodule(name).attention
+        kaiming_std = math.sqrt(2.0 / attention.fc2.weight.shape[0])
+        assert abs(kaiming_std - 0.02) > 0.3 * kaiming_std
+        std = attention.fc2.weight.std().item()
+        assert 0.8 * kaiming_std < std < 1.2 * kaiming_std, name
+    assert abs(model.head.fc.weight.std().item() - 0.02) < 0.002
+    assert all(m.bias.abs().sum() == 0 for m in backbone.modules()
+               if isinstance(m, KWConv2d))
 
 
 @pytest.mark.parametrize('scope', ['mmpretrain', 'mmdet', 'mmkw'])

@@ -2,11 +2,10 @@
 import numbers
 from typing import Dict, Mapping, Sequence, Union
 
-import torch
 import torch.nn as nn
 from mmpretrain.models.backbones.convnext import ConvNeXt
 
-from mmkw.cnn import KWAttention, KWConv2d, WarehouseManager
+from mmkw.cnn import KWConv2d, WarehouseManager
 from mmkw.registry import register_model
 from .utils import check_frozen_stages, check_out_indices
 
@@ -276,30 +275,3 @@ class KWConvNeXt(ConvNeXt):
                                   nn.LayerNorm, nn.GroupNorm)):
                     m.eval()
         return self
-
-    def init_weights(self):
-        """MMPretrain's initialisation, then the official KW one.
-
-        ``init_cfg`` (and an ``ImageClassifier``'s) applies a truncated
-        normal to every ``Linear``, which would also hit the attention
-        layers. The official code initialises those (Kaiming, fan_out) and
-        the warehouses after the plain layers, so they are initialised
-        again here -- unless the weights come from a ``Pretrained``
-        checkpoint.
-        """
-        if self.is_init:
-            super().init_weights()  # only warns
-            return
-        super().init_weights()
-        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [
-            self.init_cfg
-        ]
-        if any(
-                isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'
-                for cfg in cfgs):
-            return
-        with torch.no_grad():
-            for m in self.modules():
-                if isinstance(m, KWAttention):
-                    m.init_weights()
-            self.warehouse_manager.init_weights()
