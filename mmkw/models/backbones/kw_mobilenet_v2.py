@@ -44,8 +44,9 @@ class KWMobileNetV2(MobileNetV2):
     Module names, ``out_indices`` (0-6: ``layer1``-``layer7``, 7: ``conv2``,
     for FPN use), ``frozen_stages``, ``norm_eval``, ``with_cp`` and
     ``init_cfg`` are those of MMPretrain's ``MobileNetV2``. ``frozen_stages``
-    also freezes every warehouse that a frozen module draws from, so a frozen
-    stage's output does not change. Stage ``k``'s warehouses are shared with
+    also freezes every warehouse that a frozen module draws from (and puts
+    the stem's norm in eval mode), so a frozen stage's output does not
+    change. Stage ``k``'s warehouses are shared with
     the first block of the next setting (``layer{k+1}.0``): with
     ``frozen_stages=k`` that block mixes its kernels from frozen cells, while
     its attention and norms keep training.
@@ -206,6 +207,10 @@ class KWMobileNetV2(MobileNetV2):
 
     def _freeze_stages(self):
         super()._freeze_stages()
+        if self.frozen_stages >= 0:
+            # MobileNetV2 freezes the stem's parameters but leaves its norm
+            # in training mode; keep its statistics frozen too.
+            self.conv1.eval()
         manager = getattr(self, 'warehouse_manager', None)
         if manager is None or manager.plan is None:
             return  # the warehouses do not exist yet
