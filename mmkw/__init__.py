@@ -14,4 +14,4 @@ __all__ = ['__version__', 'set_temperature', 'get_temperature']
 
 if importlib.util.find_spec('mmengine') is not None:
     # The OpenMMLab integration: registries, models, hooks, compat fixes.
-    from . import models  # noqa: F401,E402
+    from . import engine, models  # noqa: F401,E402

@@ -1,0 +1,159 @@
+"""Safe loading of MMEngine checkpoints with PyTorch >= 2.6.
+
+MMEngine 0.10.7 loads local checkpoints with a bare ``torch.load``. Since
+PyTorch 2.6 that means ``weights_only=True``, which refuses the few
+non-tensor objects every checkpoint written by an MMEngine ``Runner``
+carries (the message hub's ``HistoryBuffer`` and the NumPy arrays and scalars
+inside it), so ``--resume``, ``load_from`` and ``init_cfg=dict(type=
+'Pretrained')`` fail on MMEngine's own files. Falling back to
+``weights_only=False`` would execute arbitrary code from a checkpoint.
+
+``import mmkw`` re-registers MMEngine's local-file scheme with
+:func:`load_from_local`, which keeps ``weights_only=True`` and allows
+exactly the globals listed in :func:`safe_checkpoint_globals`. Anything else
+in a file is refused with a :class:`CheckpointLoadError` that names the file
+and the offending object.
+"""
+import os.path as osp
+import pickle
+from typing import Callable, List, Tuple, Union
+
+import numpy as np
+import torch
+from mmengine.logging import HistoryBuffer
+from mmengine.runner import CheckpointLoader
+
+__all__ = [
+    'CheckpointLoadError', 'load_from_local', 'safe_checkpoint_globals'
+]
+
+# HistoryBuffer pickles its statistics methods (``HistoryBuffer.min``, ...)
+# as ``getattr(HistoryBuffer, 'min')``: a protocol-2 pickle has no other way
+# to name a function by its qualified name.
+_HISTORY_BUFFER_STATISTICS = frozenset(('min', 'max', 'current', 'mean'))
+
+_NUMERIC_DTYPES = ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8',
+                   'uint16', 'uint32', 'uint64', 'float16', 'float32',
+                   'float64')
+
+
+def _history_buffer_statistic(obj, name: str) -> Callable:
+    """Stand-in for ``getattr`` while unpickling.
+
+    Only ``HistoryBuffer``'s own statistics methods resolve; ``getattr``
+    itself is never exposed to a checkpoint.
+
+    Args:
+        obj: The object the pickle asks an attribute of.
+        name (str): The attribute name.
+
+    Returns:
+        Callable: ``getattr(HistoryBuffer, name)``.
+    """
+    if obj is not HistoryBuffer or name not in _HISTORY_BUFFER_STATISTICS:
+        raise pickle.UnpicklingError(
+            f'getattr({obj!r}, {name!r}) is not allowed: only '
+            f'HistoryBuffer.{sorted(_HISTORY_BUFFER_STATISTICS)} may be '
+            'looked up from a checkpoint')
+    return getattr(HistoryBuffer, name)
+
+
+def safe_checkpoint_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
+    """The globals allowed in a checkpoint on top of PyTorch's defaults.
+
+    Every entry is needed by checkpoints that MMEngine's ``Runner`` writes
+    for MMPretrain and MMDetection models:
+
+    - ``HistoryBuffer``: the logged scalars of ``message_hub``;
+    - ``builtins.getattr`` mapped to :func:`_history_buffer_statistic`:
+      ``HistoryBuffer`` pickles its statistics methods through ``getattr``;
+    - ``numpy.ndarray``, ``numpy.dtype`` and ``numpy.core.multiarray.
+      _reconstruct``: a ``HistoryBuffer`` stores its history as arrays;
+    - ``numpy.core.multiarray.scalar``: NumPy scalars in the runtime info
+      (``best_score`` of ``save_best``, metrics computed with NumPy);
+    - the dtype classes of NumPy's boolean, integer and floating types
+      (``numpy.dtypes.Float64DType``, ...): NumPy 2 restores a dtype's
+      state on an instance of its class. Object, string and structured
+      dtypes are not listed.
+
+    NumPy 2 pickles ``numpy._core.multiarray``, NumPy 1 ``numpy.core.
+    multiarray``; both names are listed so files from either load.
+
+    Returns:
+        list: Entries for :func:`torch.serialization.safe_globals`.
+    """
+    multiarray = np._core.multiarray if hasattr(
+        np, '_core') else np.core.multiarray
+    entries: list = [
+        HistoryBuffer,
+        (_history_buffer_statistic, 'builtins.getattr'),
+        np.ndarray,
+        np.dtype,
+    ]
+    entries += sorted({type(np.dtype(t)) for t in _NUMERIC_DTYPES},
+                      key=lambda cls: cls.__name__)
+    for module in ('numpy._core.multiarray', 'numpy.core.multiarray'):
+        entries.append((multiarray._reconstruct, f'{module}._reconstruct'))
+        entries.append((multiarray.scalar, f'{module}.scalar'))
+    return entries
+
+
+class CheckpointLoadError(RuntimeError):
+    """A checkpoint file could not be loaded; the message says which file
+    and why."""
+
+
+def load_from_local(filename: str, map_location=None):
+    """Load a local checkpoint with ``weights_only=True``.
+
+    Registered as MMEngine's loader for local paths (the ``''`` scheme), so
+    ``Runner.resume``, ``load_from`` and ``init_cfg=dict(type='Pretrained')``
+    all go through it.
+
+    Args:
+        filename (str): Path of the checkpoint (``~`` is expanded).
+        map_location (str | torch.device | Callable, optional): Same as
+            :func:`torch.load`. Defaults to None.
+
+    Returns:
+        dict | OrderedDict: The loaded checkpoint.
+
+    Raises:
+        FileNotFoundError: If ``filename`` is not a file.
+        CheckpointLoadError: If the file is not a readable PyTorch checkpoint
+            or holds objects outside the allow-list.
+    """
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint file {filename!r} not found')
+    try:
+        with torch.serialization.safe_globals(safe_checkpoint_globals()):
+            return torch.load(
+                filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointLoadError(
+            f'cannot load checkpoint {filename!r} with weights_only=True: '
+            f'{_first_line(e)} mmkw allows only tensors, containers and the '
+            'objects MMEngine checkpoints hold (see mmkw.engine.'
+            'safe_checkpoint_globals). Official KernelWarehouse checkpoints '
+            'go through tools/model_converters/kw_official_to_mmkw.py; for '
+            'another file you trust, load it with torch.load(..., '
+            'weights_only=False) and save its plain state dict.') from e
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointLoadError(
+            f'cannot load checkpoint {filename!r}: it is not a readable '
+            f'PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})'
+        ) from e
+
+
+def _first_line(error: Exception) -> str:
+    """The informative part of a (possibly very long) torch.load error."""
+    text = str(error)
+    marker = 'WeightsUnpickler error: '
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    return text.strip().splitlines()[0] if text.strip() else repr(error)
+
+
+CheckpointLoader.register_scheme(
+    prefixes='', loader=load_from_local, force=True)

@@ -1,0 +1,4 @@
+"""Training hooks of mmkw."""
+from .temperature_hook import KWTemperatureHook
+
+__all__ = ['KWTemperatureHook']

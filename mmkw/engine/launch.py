@@ -1,0 +1,117 @@
+"""Shared set-up of ``tools/train.py`` and ``tools/test.py``.
+
+Both tools follow MMDetection's and MMPretrain's: load a config, apply the
+command line, build the runner. Two things are mmkw's own:
+
+- the runner comes from ``cfg.runner_type`` when a config sets one (MMEngine's
+  ``Runner`` otherwise), for MMPretrain and MMDetection configs alike;
+- distributed runs on machines without CUDA work: MMEngine 0.10.7 calls
+  ``torch.cuda.set_device`` while initialising the process group and wraps
+  the model with ``device_ids=[LOCAL_RANK]``, both of which fail for CPU
+  modules. :func:`setup_cpu_distributed` initialises the (gloo) process
+  group itself and wraps the model without ``device_ids``.
+"""
+import os
+import os.path as osp
+from typing import Optional
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.config import Config
+from mmengine.registry import RUNNERS, init_default_scope
+from mmengine.runner import Runner
+
+__all__ = ['load_config', 'setup_cpu_distributed', 'build_runner']
+
+
+def load_config(path: str,
+                launcher: str = 'none',
+                work_dir: Optional[str] = None,
+                cfg_options: Optional[dict] = None) -> Config:
+    """Load a config and apply the options every tool shares.
+
+    Args:
+        path (str): Config file.
+        launcher (str): ``'none'``, ``'pytorch'``, ``'slurm'`` or ``'mpi'``.
+            Defaults to ``'none'``.
+        work_dir (str, optional): Overrides the config's ``work_dir``; without
+            either, ``./work_dirs/<config name>``. Defaults to None.
+        cfg_options (dict, optional): ``--cfg-options`` overrides.
+            Defaults to None.
+
+    Returns:
+        Config: The config to build a runner from.
+    """
+    if launcher not in ('none', 'pytorch', 'slurm', 'mpi'):
+        raise ValueError(f'launcher must be none, pytorch, slurm or mpi, '
+                         f'got {launcher!r}')
+    cfg = Config.fromfile(path)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    # work_dir priority: command line > config > config file name.
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(path))[0])
+    return cfg
+
+
+def setup_cpu_distributed(cfg: Config) -> None:
+    """Prepare a distributed run without CUDA (gloo on CPU).
+
+    Does nothing for non-distributed runs or when CUDA is available.
+    Otherwise initialises the process group from the ``torch.distributed.run``
+    environment (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ...) and makes
+    the model wrapper a ``MMDistributedDataParallel`` without
+    ``device_ids``.
+
+    Args:
+        cfg (Config): The config; ``env_cfg.dist_cfg.backend`` must be
+            ``'gloo'``.
+    """
+    if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
+        return
+    if cfg.launcher != 'pytorch':
+        raise ValueError(f'without CUDA only launcher "pytorch" is '
+                         f'supported, got {cfg.launcher!r}')
+    dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}))
+    backend = dist_cfg.pop('backend', 'nccl')
+    if backend != 'gloo':
+        raise ValueError(
+            f'distributed training without CUDA needs the gloo backend, got '
+            f'env_cfg.dist_cfg.backend={backend!r}; add --cfg-options '
+            f'env_cfg.dist_cfg.backend=gloo')
+    if not torch_dist.is_initialized():
+        timeout = dist_cfg.pop('timeout', None)
+        if timeout is not None:
+            import datetime
+            dist_cfg['timeout'] = datetime.timedelta(seconds=timeout)
+        torch_dist.init_process_group(
+            backend='gloo',
+            rank=int(os.environ['RANK']),
+            world_size=int(os.environ['WORLD_SIZE']),
+            **dist_cfg)
+    wrapper = dict(cfg.get('model_wrapper_cfg') or {})
+    wrapper.setdefault('type', 'MMDistributedDataParallel')
+    wrapper.setdefault('device_ids', None)
+    cfg.model_wrapper_cfg = wrapper
+
+
+def build_runner(cfg: Config) -> Runner:
+    """Build the runner of a config.
+
+    Args:
+        cfg (Config): A config prepared by :func:`load_config`.
+
+    Returns:
+        Runner: ``RUNNERS.build(cfg)`` when the config sets ``runner_type``
+        (looked up in the registry of the config's ``default_scope``), else
+        ``Runner.from_cfg(cfg)``.
+    """
+    setup_cpu_distributed(cfg)
+    if 'runner_type' in cfg:
+        init_default_scope(cfg.get('default_scope', 'mmengine'))
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)

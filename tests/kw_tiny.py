@@ -1,0 +1,179 @@
+"""A tiny KW classifier, an image-folder dataset and a recording hook for
+tests that run a real MMEngine ``Runner`` on CPU in about a second."""
+import os
+import os.path as osp
+from typing import List, Optional
+
+import numpy as np
+import pytest
+import torch
+from mmengine.hooks import Hook
+
+import mmkw
+from mmkw.registry import register_hook
+
+__all__ = [
+    'make_image_folder', 'tiny_classifier_cfg', 'RecordKWHook', 'one_thread'
+]
+
+NUM_CLASSES = 4
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test with one intra-op thread: the tiny models here are far
+    faster that way, and ``pytest -n 2`` already keeps two cores busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_image_folder(root: str, per_class: int = 4, size: int = 32) -> str:
+    """Write ``NUM_CLASSES`` class folders of random PNG images.
+
+    Args:
+        root (str): Directory to fill.
+        per_class (int): Images per class. Defaults to 4.
+        size (int): Image side. Defaults to 32.
+
+    Returns:
+        str: ``root``.
+    """
+    import cv2
+    rng = np.random.default_rng(0)
+    for c in range(NUM_CLASSES):
+        for i in range(per_class):
+            img = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            img[..., c % 3] //= 2  # some class signal
+            path = osp.join(root, f'class{c}', f'{i}.png')
+            os.makedirs(osp.dirname(path), exist_ok=True)
+            cv2.imwrite(path, img)
+    return root
+
+
+def tiny_classifier_cfg(work_dir: str,
+                        data_root: str,
+                        max_epochs: int = 2,
+                        temperature_epochs: Optional[int] = 2,
+                        with_val: bool = False,
+                        by_epoch: bool = True,
+                        max_iters: int = 8,
+                        **kwargs) -> dict:
+    """An MMPretrain config: ImageClassifier + tiny KWResNet18 on 32x32.
+
+    Args:
+        work_dir (str): Work directory.
+        data_root (str): An image folder from :func:`make_image_folder`.
+        max_epochs (int): Epochs of an epoch-based loop. Defaults to 2.
+        temperature_epochs (int, optional): ``epochs`` of the
+            KWTemperatureHook; None for no hook. Defaults to 2.
+        with_val (bool): Add a validation loop (Accuracy). Defaults to
+            False.
+        by_epoch (bool): Epoch-based loop, else iteration-based with
+            ``max_iters``. Defaults to True.
+        max_iters (int): Iterations of an iteration-based loop.
+            Defaults to 8.
+        **kwargs: Top-level config overrides.
+
+    Returns:
+        dict: The config.
+    """
+    dataset = dict(
+        type='CustomDataset',
+        data_root=data_root,
+        pipeline=[dict(type='LoadImageFromFile'),
+                  dict(type='PackInputs')])
+    cfg = dict(
+        default_scope='mmpretrain',
+        custom_imports=dict(imports=['mmkw'], allow_failed_imports=False),
+        model=dict(
+            type='ImageClassifier',
+            backbone=dict(
+                type='KWResNet', depth=18, base_channels=8, stem_channels=8),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(
+                type='LinearClsHead',
+                num_classes=NUM_CLASSES,
+                in_channels=64,
+                loss=dict(type='CrossEntropyLoss'))),
+        work_dir=work_dir,
+        train_dataloader=dict(
+            batch_size=4,
+            num_workers=0,
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            dataset=dataset),
+        optim_wrapper=dict(
+            optimizer=dict(type='SGD', lr=0.05, momentum=0.9,
+                           weight_decay=1e-4)),
+        param_scheduler=[dict(type='LinearLR', start_factor=0.5, end=4,
+                              by_epoch=False)],
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=1),
+            logger=dict(type='LoggerHook', interval=1)),
+        randomness=dict(seed=0),
+        log_level='WARNING',
+        custom_hooks=[dict(type='RecordKWHook')])
+    if by_epoch:
+        cfg['train_cfg'] = dict(by_epoch=True, max_epochs=max_epochs,
+                                val_interval=1)
+    else:
+        cfg['train_cfg'] = dict(by_epoch=False, max_iters=max_iters,
+                                val_interval=4)
+        cfg['default_hooks']['checkpoint'] = dict(
+            type='CheckpointHook', interval=4, by_epoch=False)
+    if temperature_epochs is not None:
+        cfg['custom_hooks'].append(
+            dict(type='KWTemperatureHook', epochs=temperature_epochs))
+    if with_val:
+        cfg['val_dataloader'] = dict(
+            batch_size=8,
+            num_workers=0,
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            dataset=dataset)
+        cfg['val_evaluator'] = dict(type='Accuracy', topk=(1, ))
+        cfg['val_cfg'] = dict()
+    cfg.update(kwargs)
+    return cfg
+
+
+@register_hook
+class RecordKWHook(Hook):
+    """Records, per training iteration, the temperature of the model (and of
+    any EMA copy) the iteration runs with, its loss and the logged
+    temperature; and the temperatures seen during validation and right
+    after it."""
+
+    priority = 'LOWEST'  # after KWTemperatureHook and EMAHook
+
+    def __init__(self):
+        self.train_log: List[dict] = []
+        self.val_log: List[dict] = []
+        self.after_val_log: List[dict] = []
+
+    def _temps(self, runner) -> dict:
+        from mmengine.hooks import EMAHook
+        from mmengine.model import is_model_wrapper
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        temps = dict(model=mmkw.get_temperature(model))
+        for hook in runner.hooks:
+            if isinstance(hook, EMAHook) and hasattr(hook, 'ema_model'):
+                temps['ema'] = mmkw.get_temperature(hook.ema_model.module)
+        return temps
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        self.train_log.append(dict(iter=runner.iter, **self._temps(runner)))
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        self.train_log[-1].update(
+            loss=outputs['loss'].item(),
+            logged=runner.message_hub.get_scalar(
+                'train/temperature').current())
+
+    def before_val_iter(self, runner, batch_idx, data_batch=None):
+        self.val_log.append(self._temps(runner))
+
+    def after_val_epoch(self, runner, metrics=None):
+        self.after_val_log.append(self._temps(runner))

@@ -1,0 +1,93 @@
+"""Train a model from an MMPretrain or MMDetection config.
+
+Example:
+    python tools/train.py configs/mask-rcnn_kw-r50_1x_coco.py
+    python tools/train.py CONFIG --resume            # latest in work_dir
+    bash tools/dist_train.sh CONFIG 8                # 8 processes
+"""
+import argparse
+import os
+
+import mmkw  # noqa: F401  registers mmkw's models, hooks and fixes
+from mmengine.config import DictAction
+
+from mmkw.engine import build_runner, load_config
+
+__all__ = ['parse_args', 'main']
+
+
+def parse_args(argv=None):
+    """Parse the command line (MMDetection's and MMPretrain's arguments)."""
+    parser = argparse.ArgumentParser(description='Train a model with mmkw')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        default=False,
+        help='enable automatic-mixed-precision training')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the learning rate by the total batch size against '
+        'auto_scale_lr.base_batch_size')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from the given checkpoint, or, without a path, from '
+        'the latest checkpoint in the work directory')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value pairs merged into '
+        'it, e.g. train_dataloader.batch_size=8 or key="[a,b]"')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local-rank (PyTorch >= 2.0).
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main(argv=None):
+    """Train with the config and options of ``argv``."""
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.launcher, args.work_dir,
+                      args.cfg_options)
+
+    if args.amp:
+        if cfg.optim_wrapper.get('type', 'OptimWrapper') not in (
+                'OptimWrapper', 'AmpOptimWrapper'):
+            raise ValueError(f'--amp needs an OptimWrapper, the config uses '
+                             f'{cfg.optim_wrapper.type!r}')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+
+    if args.auto_scale_lr:
+        if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
+            raise ValueError(f'--auto-scale-lr needs auto_scale_lr='
+                             f'dict(base_batch_size=...) in {args.config!r}')
+        cfg.auto_scale_lr.enable = True
+
+    # An explicit checkpoint wins over auto-resume.
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+    runner = build_runner(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
