@@ -8,7 +8,8 @@ import torch.nn as nn
 from conftest import golden_config_name, load_golden_plan
 from mmpretrain.models.backbones import ConvNeXt
 
-from mmkw.cnn import ZERO_CELL, KWAttention, KWConv2d, set_temperature
+from mmkw.cnn import (ZERO_CELL, KWAttention, KWConv2d, get_temperature,
+                      set_temperature)
 from mmkw.converters import build_model_from_config
 from mmkw.converters.convnext import detect_convnext, rename_convnext_key
 from mmkw.models import KWConvNeXt
@@ -326,6 +327,13 @@ def test_bad_arguments(kwargs, value):
     kwargs = dict(dict(arch=SMALL), **kwargs)
     with pytest.raises(ValueError, match=value):
         KWConvNeXt(**kwargs)
+
+
+@pytest.mark.parametrize('attention_init, tau', [(True, 1.0), (False, 0.0)])
+def test_attention_init_sets_the_temperature(attention_init, tau):
+    model = _small(attention_init=attention_init)
+    assert model.attention_init is attention_init
+    assert get_temperature(model) == tau
 
 
 def test_deepcopy_keeps_its_own_warehouses():
