@@ -1,5 +1,6 @@
-# KernelWarehouse MobileNetV2 1.0x, budget 1d2x, on ImageNet-1k with the paper's
-# MobileNetV2 recipe (SGD 150 epochs, batch 8x32, lr 0.1 cosine, wd 4e-5).
+# KernelWarehouse MobileNetV2 1.0x, budget 1d2x, on ImageNet-1k with the
+# paper's MobileNetV2 recipe (SGD 150 epochs, batch 8x32, lr 0.1 cosine,
+# wd 4e-5).
 # Layout (hand-tuned): stem and depthwise convs KW at 1x,
 # 1x1 convs of stages 1-5 plain, stage-6 1x1 convs KW at 1/2x with
 # half-gcd cells, KW classifier.

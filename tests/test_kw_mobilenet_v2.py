@@ -1,16 +1,24 @@
 """KWMobileNetV2 and KWLinearClsHead: official layouts, parameter counts,
 the MMPretrain backbone contract and the MobileNetV2 converter family."""
+import re
+
 import pytest
 import torch
 import torch.nn as nn
-from conftest import golden_config_name, load_golden, load_golden_plan
+from conftest import (CONFIG_DIR, golden_config_name, load_golden,
+                      load_golden_plan)
 
 import mmkw
 from mmkw.cnn import ZERO_CELL, KWAttention, KWConvNd, WarehouseManager
-from mmkw.converters import build_model_from_config, detect_family
+from mmkw.converters import (build_model_from_config,
+                             convert_official_state_dict, detect_family,
+                             find_matching_config, model_warehouse_keys)
 from mmkw.converters.mobilenet_v2 import (MOBILENET_V2_FAMILY,
                                           rename_mobilenet_v2_key)
 from mmkw.models import KWLinearClsHead, KWMobileNetV2
+
+# Blocks per inverted-residual setting of MobileNetV2.
+_BLOCKS = [row[2] for row in KWMobileNetV2.arch_settings]
 
 # kernelwarehouse.md section 4: parameters of the official models.
 PAPER_PARAMS = {
@@ -146,6 +154,82 @@ def test_converter_renames_every_official_key():
                 'features.0.2.weight', 'classifier.2.weight', 'fc.weight'):
         with pytest.raises(KeyError):
             rename_mobilenet_v2_key(bad)
+
+
+# ConvModule part -> index inside the official ConvBNReLU.
+_PART = {'conv': 0, 'bn': 1}
+
+
+def _official_key(key, kw_head):
+    """Test-only inverse of the converter: mmkw key -> official key."""
+    module, _, rest = key.partition('.')
+    if module == 'head':
+        return ('classifier.1.conv.' if kw_head else 'classifier.') + \
+            rest[len('fc.'):]
+    top, _, rest = rest.partition('.')
+    if top in ('conv1', 'conv2'):
+        feature = 0 if top == 'conv1' else 1 + sum(_BLOCKS)
+        part, _, tail = rest.partition('.')
+        return f'features.{feature}.{_PART[part]}.{tail}'
+    layer = int(top[len('layer'):])
+    block, _, rest = rest.partition('.')
+    feature = 1 + sum(_BLOCKS[:layer - 1]) + int(block)
+    index, part, tail = re.fullmatch(r'conv\.(\d+)\.(conv|bn)\.(.+)',
+                                     rest).groups()
+    index, last = int(index), 1 if layer == 1 else 2
+    if index < last:  # a ConvBNReLU of the official block
+        return f'features.{feature}.conv.{index}.{_PART[part]}.{tail}'
+    return f'features.{feature}.conv.{last + _PART[part]}.{tail}'
+
+
+def _official_state(name):
+    """The official state dict (meta tensors) of an official model, made by
+    inverting the conversion on our model."""
+    model = _model(name)
+    kw_head = isinstance(model.head, KWLinearClsHead)
+    warehouses = [key for key, _ in model_warehouse_keys(model)]
+    official = {}
+    for key, value in model.state_dict().items():
+        if key.endswith('attention.temperature'):
+            continue
+        if key in warehouses:
+            new = f'warehouse_manager.weights.{warehouses.index(key)}'
+        else:
+            new = _official_key(key, kw_head)
+            assert rename_mobilenet_v2_key(new) == key
+        official[new] = torch.empty(value.shape, device='meta')
+    return official
+
+
+@pytest.mark.parametrize('name', OFFICIAL)
+def test_converter_round_trip(name):
+    """Every official budget and width: the official layout (checked against
+    the golden plan) converts into its own config's model and no other."""
+    golden = load_golden_plan(name)
+    official = _official_state(name)
+    for wh in golden['warehouses']:
+        assert official[f"warehouse_manager.weights.{wh['index']}"].shape == \
+            (wh['n'], *wh['cell_shape'])
+    for layer in golden['kw_layers']:
+        assert f"{layer['path']}.attention.fc2.bias" in official
+        assert f"{layer['path']}.weight" not in official
+    for layer in golden['plain_layers']:
+        assert list(official[f"{layer['path']}.weight"].shape) == \
+            layer['shape']
+    assert detect_family(official) is MOBILENET_V2_FAMILY
+    converted = convert_official_state_dict(official, _model(name))
+    assert list(converted) == list(_model(name).state_dict())
+    for other in OFFICIAL:
+        if other != name:
+            with pytest.raises(ValueError):
+                convert_official_state_dict(official, _model(other))
+
+
+def test_find_matching_config_with_kw_head():
+    config, family = find_matching_config(
+        _official_state('mobilenetv2_100_kw1d2x'), CONFIG_DIR)
+    assert str(config) == golden_config_name('mobilenetv2_100_kw1d2x')
+    assert family is MOBILENET_V2_FAMILY
 
 
 @pytest.mark.parametrize('widen_factor, expected', [

@@ -38,8 +38,9 @@ class KWMobileNetV2(MobileNetV2):
       :class:`~mmkw.models.KWLinearClsHead`, and ``reduction`` 1/32.
 
     Warehouses are declared in the order of their first use in the network,
-    which is the official warehouse index order (``warehouse_manager.weights.K``
-    of an official checkpoint is the ``K``-th entry of ``self.plan``).
+    which is the official warehouse index order: the official checkpoint's
+    ``warehouse_manager.weights.K`` is the ``K``-th warehouse of
+    ``self.plan``.
 
     Module names, ``out_indices`` (0-6: ``layer1``-``layer7``, 7: ``conv2``,
     for FPN use), ``frozen_stages``, ``norm_eval``, ``with_cp`` and
@@ -54,7 +55,7 @@ class KWMobileNetV2(MobileNetV2):
     ASCII view of an inverted residual block of stage ``s`` (``D_s``:
     depthwise warehouse, ``P_s``: pointwise warehouse(s) of stage ``s``)::
 
-        x ─> 1x1 expand [P_s] ─> 3x3 depthwise [D_s] ─> 1x1 project [P_s] ─> (+x)
+        x ─> 1x1 expand [P_s] ─> 3x3 dw [D_s] ─> 1x1 project [P_s] ─> (+ x)
 
     Args:
         widen_factor (float): Width multiplier (0.5 and 1.0 are the official
