@@ -16,6 +16,7 @@ model's ``state_dict()`` with the same shape, and every model key must be
 produced; anything else raises a ``ValueError`` listing the offending keys.
 """
 import argparse
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -316,7 +317,7 @@ def find_matching_config(state_dict: Mapping[str, torch.Tensor],
             f'for the official {family.name} checkpoint')
     closest = None
     for path in candidates:
-        model = build_model_from_config(path, device='meta')
+        model = _meta_model(str(path.resolve()), path.stat().st_mtime_ns)
         _, report = _convert(state_dict, model, family)
         if not report.num_problems:
             return path, family
@@ -355,6 +356,13 @@ def build_model_from_config(config: Union[str, Path],
             return MMENGINE_MODELS.build(cfg.model)
         with torch.device(device), _HostSchedules():
             return MMENGINE_MODELS.build(cfg.model)
+
+
+@functools.lru_cache(maxsize=32)
+def _meta_model(path: str, mtime_ns: int) -> nn.Module:
+    """Shape-only model of a config, kept for repeated (read-only) matching;
+    ``mtime_ns`` invalidates the entry when the config file changes."""
+    return build_model_from_config(path, device='meta')
 
 
 class _HostSchedules(TorchFunctionMode):

@@ -55,4 +55,6 @@ RESNET_FAMILY = register_family(
         name='resnet',
         detect=detect_resnet,
         rename=rename_resnet_key,
-        config_pattern='kw*-resnet*_in1k.py'))
+        # One config per budget: the traditional-recipe ones (the
+        # ``32xb128-adamw`` configs build the same models).
+        config_pattern='kw*-resnet*_8xb32_in1k.py'))
