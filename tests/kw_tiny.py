@@ -13,7 +13,8 @@ import mmkw
 from mmkw.registry import register_hook
 
 __all__ = [
-    'make_image_folder', 'tiny_classifier_cfg', 'RecordKWHook', 'one_thread'
+    'make_image_folder', 'tiny_classifier_cfg', 'RecordKWHook', 'one_thread',
+    'DDPProbeHook'
 ]
 
 NUM_CLASSES = 4
@@ -177,3 +178,53 @@ class RecordKWHook(Hook):
 
     def after_val_epoch(self, runner, metrics=None):
         self.after_val_log.append(self._temps(runner))
+
+
+@register_hook
+class DDPProbeHook(Hook):
+    """Compares the replicas of a distributed run after every training
+    iteration and writes what it saw to ``work_dir/ddp_probe.json`` (rank
+    0): per iteration, the largest difference between the ranks' warehouse
+    tensors, how far the warehouses moved from their initial values, and
+    each rank's loss and temperature."""
+
+    priority = 'LOWEST'
+
+    def before_train(self, runner):
+        self.records = []
+        self.initial = self._warehouses(runner).clone()
+
+    def _warehouses(self, runner) -> torch.Tensor:
+        from mmengine.model import is_model_wrapper
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        weights = [p.detach().flatten() for name, p in
+                   model.named_parameters() if 'warehouse_manager' in name]
+        return torch.cat(weights)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        from mmengine.dist import all_gather
+        weights = self._warehouses(runner)
+        stats = torch.tensor([
+            outputs['loss'].item(),
+            mmkw.get_temperature(runner.model.module if hasattr(
+                runner.model, 'module') else runner.model)
+        ], dtype=torch.float64)
+        all_weights = all_gather(weights)
+        all_stats = all_gather(stats)
+        self.records.append(
+            dict(iter=runner.iter,
+                 replica_diff=max((w - all_weights[0]).abs().max().item()
+                                  for w in all_weights),
+                 moved=(weights - self.initial).abs().max().item(),
+                 losses=[s[0].item() for s in all_stats],
+                 temperatures=[s[1].item() for s in all_stats]))
+
+    def after_train(self, runner):
+        import json
+        from mmengine.dist import get_world_size, is_main_process
+        if is_main_process():
+            with open(osp.join(runner.work_dir, 'ddp_probe.json'), 'w') as f:
+                json.dump(dict(world_size=get_world_size(),
+                               records=self.records), f)

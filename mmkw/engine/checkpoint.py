@@ -133,13 +133,13 @@ def load_from_local(filename: str, map_location=None):
     except pickle.UnpicklingError as e:
         raise CheckpointLoadError(
             f'cannot load checkpoint {filename!r} with weights_only=True: '
-            f'{_first_line(e)} mmkw allows only tensors, containers and the '
+            f'{_first_line(e)}\nmmkw allows only tensors, containers and the '
             'objects MMEngine checkpoints hold (see mmkw.engine.'
             'safe_checkpoint_globals). Official KernelWarehouse checkpoints '
             'go through tools/model_converters/kw_official_to_mmkw.py; for '
             'another file you trust, load it with torch.load(..., '
             'weights_only=False) and save its plain state dict.') from e
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except Exception as e:  # torch.load's many ways to reject a file
         raise CheckpointLoadError(
             f'cannot load checkpoint {filename!r}: it is not a readable '
             f'PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})'

@@ -1,0 +1,101 @@
+"""Every flat ImageNet config parses, builds its model (on the meta device)
+and its optimizer, which gives no weight decay to biases and other 1-D
+parameters. Detection configs (mask-rcnn_*) are tested with the detector."""
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import DefaultScope
+
+import mmkw  # noqa: F401
+from mmkw.cnn import KWAttention
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
+CONFIGS = sorted(p.name for p in CONFIG_DIR.glob('*.py')
+                 if not p.name.startswith('mask-rcnn'))
+ADVANCED = [name for name in CONFIGS if '-adamw-300e_' in name]
+
+
+def _load(name: str) -> Config:
+    return Config.fromfile(str(CONFIG_DIR / name))
+
+
+def _linspace_on_cpu(*args, **kwargs):
+    # MMPretrain's ResNet and ConvNeXt read drop-path rates with
+    # torch.linspace(...).item(), which meta tensors cannot do.
+    return _LINSPACE(*args, **dict(kwargs, device='cpu'))
+
+
+_LINSPACE = torch.linspace
+
+
+def _build_model(cfg: Config):
+    """The config's model with meta tensors: no memory, no init cost."""
+    from mmpretrain.registry import MODELS
+    assert cfg.default_scope == 'mmpretrain'
+    with DefaultScope.overwrite_default_scope('mmpretrain'), \
+            torch.device('meta'), \
+            mock.patch.object(torch, 'linspace', _linspace_on_cpu):
+        return MODELS.build(cfg.model)
+
+
+def test_configs_found():
+    assert len(CONFIGS) >= 16 and len(ADVANCED) == 8
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_config_builds_model_and_optimizer(name):
+    cfg = _load(name)
+    assert cfg.custom_imports['imports'] == ['mmkw']
+    model = _build_model(cfg)
+    assert any(isinstance(m, KWAttention) for m in model.modules())
+    hooks = [h for h in cfg.custom_hooks if h['type'] == 'KWTemperatureHook']
+    assert len(hooks) == 1
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    base_decay = cfg.optim_wrapper.optimizer.weight_decay
+    assert base_decay > 0
+    names = {id(p): n for n, p in model.named_parameters()}
+    seen = 0
+    for group in wrapper.optimizer.param_groups:
+        for p in group['params']:
+            seen += 1
+            expected = 0 if p.ndim <= 1 else base_decay
+            assert group['weight_decay'] == expected, names[id(p)]
+    assert seen == len(names)
+    # Warehouses (one parameter each) do decay.
+    assert any('warehouse_manager' in n and p.ndim > 1
+               for n, p in model.named_parameters())
+
+
+@pytest.mark.parametrize('name', ADVANCED)
+def test_advanced_recipe(name):
+    cfg = _load(name)
+    optimizer = cfg.optim_wrapper.optimizer
+    assert (optimizer.type, optimizer.lr, optimizer.weight_decay) == (
+        'AdamW', 4e-3, 0.05)
+    # 32 GPUs x 128 = 4096, the batch the lr is for.
+    gpus, batch = name.split('_')[1].split('-')[0].split('xb')
+    assert int(gpus) * cfg.train_dataloader.batch_size == 4096
+    assert int(batch) == cfg.train_dataloader.batch_size
+    assert cfg.auto_scale_lr.base_batch_size == 4096
+    assert cfg.train_cfg.max_epochs == 300
+    assert [s.type for s in cfg.param_scheduler] == [
+        'LinearLR', 'CosineAnnealingLR'
+    ]
+    pipeline = [t.type for t in cfg.train_dataloader.dataset.pipeline]
+    assert {'RandAugment', 'RandomErasing', 'RandomResizedCrop'} <= set(
+        pipeline)
+    assert [a.type for a in cfg.model.train_cfg.augments] == [
+        'Mixup', 'CutMix'
+    ]
+    assert cfg.model.head.loss.type == 'LabelSmoothLoss'
+    assert cfg.model.head.loss.label_smooth_val == 0.1
+    assert cfg.custom_hooks == [dict(type='KWTemperatureHook', epochs=20)]
+    # Same model as the traditional-recipe config of the same budget.
+    traditional = _load(name.split('_')[0] + '_8xb32_in1k.py')
+    assert cfg.model.backbone == traditional.model.backbone
+    assert cfg.train_dataloader.dataset.data_root == 'data/imagenet'
