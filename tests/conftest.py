@@ -12,7 +12,7 @@ import torch
 __all__ = [
     'REPO_ROOT', 'CONFIG_DIR', 'GOLDEN_DIR', 'golden_names',
     'load_golden', 'load_golden_plan', 'golden_plan_names',
-    'fill_state_dict', 'golden_config_name'
+    'fill_state_dict', 'golden_config_name', 'assert_plan_matches_golden'
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -97,3 +97,29 @@ def golden_config_name(name: str) -> str:
                        f'{sorted(_CONFIG_FAMILIES)}')
     config, suffix = _CONFIG_FAMILIES[arch]
     return str(CONFIG_DIR / f'kw{budget}-{config}_{suffix}.py')
+
+
+def assert_plan_matches_golden(plan, golden: dict) -> None:
+    """Assert a :class:`~mmkw.cnn.NetworkPlan` equals a golden plan:
+    every warehouse (index, cell shape, n, m_t) and every KW layer (path,
+    warehouse, split, m, beta), in order.
+
+    Args:
+        plan (NetworkPlan): The plan to check.
+        golden (dict): A golden plan from :func:`load_golden_plan`.
+    """
+    assert [(wh.index, list(wh.cell_shape), wh.num_cells, wh.num_mixtures)
+            for wh in plan.warehouses] == [
+                (ref['index'], ref['cell_shape'], ref['n'], ref['m_total'])
+                for ref in golden['warehouses']
+            ]
+    assert [lp.name for lp in plan.layers] == [
+        ref['path'] for ref in golden['kw_layers']
+    ]
+    for lp, ref in zip(plan.layers, golden['kw_layers']):
+        split = ref['split']
+        assert lp.split == (split['spatial'], split['out'], split['inp']), \
+            lp.name
+        assert lp.num_mixtures == ref['m'], lp.name
+        assert lp.warehouse_index == ref['warehouse'], lp.name
+        assert lp.beta == ref['beta'], lp.name

@@ -5,8 +5,8 @@ import textwrap
 
 import pytest
 import torch
-from conftest import (REPO_ROOT, golden_config_name, golden_plan_names,
-                      load_golden_plan)
+from conftest import (REPO_ROOT, assert_plan_matches_golden,
+                      golden_config_name, golden_plan_names, load_golden_plan)
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import DefaultScope
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -25,18 +25,8 @@ def test_config_matches_golden(name):
     assert sum(p.numel() for p in model.parameters()) == \
         golden['params_total']
     plan = model.backbone.plan
-    assert [(list(wh.cell_shape), wh.num_cells, wh.num_mixtures)
-            for wh in plan.warehouses] == [
-                (wh['cell_shape'], wh['n'], wh['m_total'])
-                for wh in golden['warehouses']
-            ]
-    assert len(plan.layers) == len(golden['kw_layers'])
+    assert_plan_matches_golden(plan, golden)
     for lp, ref in zip(plan.layers, golden['kw_layers']):
-        assert lp.name == ref['path']
-        assert lp.warehouse_index == ref['warehouse']
-        assert lp.beta == ref['beta']
-        split = ref['split']
-        assert lp.split == (split['spatial'], split['out'], split['inp'])
         attention = model.backbone.get_submodule(lp.name).attention
         assert attention.hidden_channels == ref['attention_hidden']
         assert (attention.num_local_cells is not None) == \

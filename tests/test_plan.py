@@ -3,7 +3,8 @@ import math
 import re
 
 import pytest
-from conftest import golden_plan_names, load_golden_plan
+from conftest import (assert_plan_matches_golden, golden_plan_names,
+                      load_golden_plan)
 
 from mmkw.cnn import (ZERO_CELL, LayerSpec, WarehouseSpec, build_plan,
                       format_budget)
@@ -58,22 +59,8 @@ def _specs(golden: dict):
 def test_golden_plan_reproduced(name):
     golden = load_golden_plan(name)
     plan = build_plan(*_specs(golden))
-    assert len(plan.warehouses) == len(golden['warehouses'])
-    for wh, ref in zip(plan.warehouses, golden['warehouses']):
-        assert wh.index == ref['index']
-        assert list(wh.cell_shape) == ref['cell_shape'], wh.name
-        assert wh.num_cells == ref['n'], wh.name
-        assert wh.num_mixtures == ref['m_total'], wh.name
+    assert_plan_matches_golden(plan, golden)
     assert plan.num_warehouse_params == golden['params_warehouses']
-    assert [lp.name for lp in plan.layers] == [
-        lay['path'] for lay in golden['kw_layers']
-    ]
-    for lp, ref in zip(plan.layers, golden['kw_layers']):
-        split = ref['split']
-        assert lp.split == (split['spatial'], split['out'], split['inp'])
-        assert lp.num_mixtures == ref['m']
-        assert lp.warehouse_index == ref['warehouse']
-        assert lp.beta == ref['beta'], lp.name
 
 
 @pytest.mark.parametrize('name', golden_plan_names())
