@@ -2,6 +2,7 @@
 warehouses stay identical while each rank trains on its own shard; the
 checkpoint then goes through tools/test.py."""
 import copy
+import importlib.util
 import json
 import os
 import pickle
@@ -15,10 +16,18 @@ from kw_tiny import make_image_folder, one_thread, tiny_classifier_cfg  # noqa
 from mmengine.config import Config
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / 'tools'))
-import test as test_tool  # noqa: E402  tools/test.py
 
-pytestmark = pytest.mark.usefixtures('one_thread')
+
+def _tool(name: str):
+    """A module of tools/ (not a package; ``test`` would clash with the
+    standard library's)."""
+    spec = importlib.util.spec_from_file_location(
+        f'mmkw_tools_{name}', REPO / 'tools' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+pytestmark = [pytest.mark.usefixtures('one_thread'), pytest.mark.ddp]
 
 
 def _free_port() -> int:
@@ -78,7 +87,7 @@ def test_replicas_stay_identical(ddp_run):
 def test_test_tool_on_ddp_checkpoint(ddp_run, tmp_path):
     config, work, _ = ddp_run
     out = tmp_path / 'preds.pkl'
-    test_tool.main([
+    _tool('test').main([
         str(config),
         str(work / 'epoch_2.pth'), '--work-dir',
         str(tmp_path), '--out',

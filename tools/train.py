@@ -13,7 +13,7 @@ from mmengine.config import DictAction
 
 from mmkw.engine import build_runner, load_config
 
-__all__ = ['parse_args', 'main']
+__all__ = ['parse_args', 'build_config', 'main']
 
 
 def parse_args(argv=None):
@@ -57,9 +57,8 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None):
-    """Train with the config and options of ``argv``."""
-    args = parse_args(argv)
+def build_config(args):
+    """The training config: the file with the command line applied."""
     cfg = load_config(args.config, args.launcher, args.work_dir,
                       args.cfg_options)
 
@@ -84,8 +83,12 @@ def main(argv=None):
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    return cfg
 
-    runner = build_runner(cfg)
+
+def main(argv=None):
+    """Train with the config and options of ``argv``."""
+    runner = build_runner(build_config(parse_args(argv)))
     runner.train()
 
 

@@ -1,0 +1,102 @@
+"""Command-line handling of tools/train.py and tools/test.py (the runs
+themselves are exercised by tests/test_ddp.py)."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+from mmengine.config import Config
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = str(REPO / 'configs' / 'kw1x-resnet18_32xb128-adamw-300e_in1k.py')
+
+
+def _tool(name: str):
+    spec = importlib.util.spec_from_file_location(
+        f'mmkw_tools_{name}', REPO / 'tools' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train = _tool('train')
+test = _tool('test')
+
+
+def _train_cfg(*argv):
+    return train.build_config(train.parse_args([CONFIG, *argv]))
+
+
+def test_defaults():
+    cfg = _train_cfg()
+    assert cfg.work_dir == './work_dirs/kw1x-resnet18_32xb128-adamw-300e_in1k'
+    assert cfg.launcher == 'none'
+    assert not cfg.get('resume', False)
+    assert cfg.optim_wrapper.get('type', 'OptimWrapper') == 'OptimWrapper'
+    assert not cfg.auto_scale_lr.get('enable', False)
+
+
+def test_options():
+    cfg = _train_cfg('--work-dir', '/tmp/w', '--amp', '--auto-scale-lr',
+                     '--cfg-options', 'train_dataloader.batch_size=4',
+                     'env_cfg.dist_cfg.backend=gloo')
+    assert cfg.work_dir == '/tmp/w'
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.loss_scale == 'dynamic'
+    assert cfg.auto_scale_lr == dict(base_batch_size=4096, enable=True)
+    assert cfg.train_dataloader.batch_size == 4
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+
+
+@pytest.mark.parametrize('argv,resume,load_from', [
+    (['--resume'], True, None),
+    (['--resume', 'w/epoch_3.pth'], True, 'w/epoch_3.pth'),
+])
+def test_resume(argv, resume, load_from):
+    cfg = _train_cfg(*argv)
+    assert cfg.resume is resume and cfg.load_from == load_from
+
+
+def test_auto_scale_lr_needs_base_batch(tmp_path):
+    config = tmp_path / 'no_scale.py'
+    Config.fromfile(CONFIG).dump(str(config))
+    cfg = Config.fromfile(str(config))
+    cfg.pop('auto_scale_lr')
+    cfg.dump(str(config))
+    with pytest.raises(ValueError, match='no_scale.py'):
+        train.build_config(train.parse_args([str(config),
+                                             '--auto-scale-lr']))
+
+
+def test_bad_launcher_rejected():
+    with pytest.raises(SystemExit):
+        train.parse_args([CONFIG, '--launcher', 'ray'])
+
+
+def test_cpu_distributed_needs_gloo(monkeypatch):
+    from mmkw.engine import setup_cpu_distributed
+    monkeypatch.setattr('torch.cuda.is_available', lambda: False)
+    cfg = _train_cfg('--launcher', 'pytorch')
+    with pytest.raises(ValueError, match="'nccl'"):
+        setup_cpu_distributed(cfg)
+
+
+def test_test_tool_arguments():
+    args = test.parse_args([CONFIG, 'ckpt.pth', '--out', 'r.pkl'])
+    assert (args.checkpoint, args.out) == ('ckpt.pth', 'r.pkl')
+    with pytest.raises(SystemExit):
+        test.parse_args([CONFIG, 'ckpt.pth', '--out', 'r.json'])
+
+
+@pytest.mark.parametrize('scope,hook,expected', [
+    ('mmpretrain', dict(type='VisualizationHook', enable=False),
+     dict(enable=True, out_dir='shows')),
+    ('mmdet', dict(type='DetVisualizationHook'),
+     dict(draw=True, test_out_dir='shows')),
+])
+def test_show_dir(scope, hook, expected):
+    cfg = Config(dict(default_scope=scope, default_hooks=dict(
+        visualization=hook)))
+    args = test.parse_args([CONFIG, 'ckpt.pth', '--show-dir', 'shows'])
+    test.enable_visualization(cfg, args)
+    vis = cfg.default_hooks.visualization
+    assert {k: vis[k] for k in expected} == expected
