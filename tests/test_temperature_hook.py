@@ -131,10 +131,15 @@ def test_ema_copy_follows_schedule(tmp_path, data_root, update_buffers):
     cfg = tiny_classifier_cfg(
         str(tmp_path), data_root, max_epochs=2, temperature_epochs=4,
         with_val=True)
-    cfg['custom_hooks'].insert(
-        0, dict(type='EMAHook', momentum=0.1, update_buffers=update_buffers))
+    # MMPretrain's EMAHook; evaluate_on_origin re-evaluates the source
+    # model inside its after_val_epoch.
+    cfg['custom_hooks'].append(
+        dict(type='EMAHook', momentum=0.1, update_buffers=update_buffers,
+             evaluate_on_origin=True))
     runner = _run(cfg)
     rec = _record(runner)
+    # 2 batches per evaluation, EMA and origin, after each of 2 epochs.
+    assert len(rec.val_log) == 8
     # Before each iteration both copies get tau, even where the EMA update
     # averages buffers (update_buffers=True).
     taus = [(16 - (i + 1)) / 16 for i in range(8)]

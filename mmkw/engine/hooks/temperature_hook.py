@@ -50,7 +50,11 @@ class KWTemperatureHook(Hook):
         >>> custom_hooks = [dict(type='KWTemperatureHook', epochs=10)]
     """
 
-    priority = 'NORMAL'
+    # Below EMAHook (NORMAL or ABOVE_NORMAL): MMPretrain's EMAHook
+    # re-evaluates the source model inside its after_val_epoch
+    # (evaluate_on_origin), which must still run at tau = 0; above
+    # CheckpointHook, so a best checkpoint keeps the training tau.
+    priority = 'LOW'
 
     def __init__(self,
                  epochs: Optional[int] = None,
