@@ -2,6 +2,7 @@
 tests that run a real MMEngine ``Runner`` on CPU in about a second."""
 import os
 import os.path as osp
+import uuid
 from typing import List, Optional
 
 import numpy as np
@@ -14,7 +15,7 @@ from mmkw.registry import register_hook
 
 __all__ = [
     'make_image_folder', 'tiny_classifier_cfg', 'RecordKWHook', 'one_thread',
-    'DDPProbeHook'
+    'DDPProbeHook', 'tiny_runner'
 ]
 
 NUM_CLASSES = 4
@@ -136,6 +137,20 @@ def tiny_classifier_cfg(work_dir: str,
         cfg['val_cfg'] = dict()
     cfg.update(kwargs)
     return cfg
+
+
+def tiny_runner(cfg: dict):
+    """A Runner for a copy of ``cfg`` with a name of its own.
+
+    Runners started within one second would otherwise share a timestamp
+    name, and with it their logger and visualizer instances.
+    """
+    import copy
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    cfg = copy.deepcopy(cfg)
+    cfg['experiment_name'] = f'kw_tiny_{uuid.uuid4().hex[:8]}'
+    return Runner.from_cfg(Config(cfg))
 
 
 @register_hook

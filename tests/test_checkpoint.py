@@ -7,11 +7,11 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from kw_tiny import make_image_folder, one_thread, tiny_classifier_cfg  # noqa
-from mmengine.config import Config
+from kw_tiny import (make_image_folder, one_thread,  # noqa
+                     tiny_classifier_cfg, tiny_runner)
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import HistoryBuffer
-from mmengine.runner import CheckpointLoader, Runner
+from mmengine.runner import CheckpointLoader
 from mmengine.runner.checkpoint import _load_checkpoint
 from mmpretrain.registry import METRICS, MODELS
 
@@ -49,7 +49,7 @@ def trained(tmp_path_factory):
     cfg['custom_hooks'].append(dict(type='EMAHook'))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    Runner.from_cfg(Config(copy.deepcopy(cfg))).train()
+    tiny_runner(cfg).train()
     torch.set_num_threads(threads)
     return cfg, str(root / 'work' / 'epoch_1.pth')
 
@@ -103,7 +103,7 @@ def test_resume(trained, tmp_path):
     cfg = copy.deepcopy(cfg)
     cfg.update(work_dir=str(tmp_path), resume=True, load_from=ckpt)
     cfg['train_cfg']['max_epochs'] = 2
-    runner = Runner.from_cfg(Config(cfg))
+    runner = tiny_runner(cfg)
     runner.train()
     assert runner.iter == 8 and runner.epoch == 2
 
@@ -132,7 +132,7 @@ def test_load_from_round_trip(trained, tmp_path):
     cfg['custom_hooks'] = [
         h for h in cfg['custom_hooks'] if h['type'] != 'EMAHook'
     ]
-    runner = Runner.from_cfg(Config(cfg))
+    runner = tiny_runner(cfg)
     metrics = runner.val()
     assert 'accuracy' in metrics
     _assert_state_equal(runner.model, _state(ckpt))

@@ -5,8 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from kw_tiny import (RecordKWHook, make_image_folder, one_thread,  # noqa
-                     tiny_classifier_cfg)
-from mmengine.config import Config
+                     tiny_classifier_cfg, tiny_runner)
 from mmengine.runner import Runner
 
 import mmkw
@@ -20,7 +19,7 @@ def _record(runner) -> RecordKWHook:
 
 
 def _run(cfg: dict) -> Runner:
-    runner = Runner.from_cfg(Config(copy.deepcopy(cfg)))
+    runner = tiny_runner(cfg)
     runner.train()
     return runner
 
