@@ -1,5 +1,7 @@
 """A tiny KW classifier, an image-folder dataset and a recording hook for
 tests that run a real MMEngine ``Runner`` on CPU in about a second."""
+import copy
+import json
 import os
 import os.path as osp
 import uuid
@@ -8,7 +10,11 @@ from typing import List, Optional
 import numpy as np
 import pytest
 import torch
-from mmengine.hooks import Hook
+from mmengine.config import Config
+from mmengine.dist import all_gather, get_world_size, is_main_process
+from mmengine.hooks import EMAHook, Hook
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
 
 import mmkw
 from mmkw.registry import register_hook
@@ -145,9 +151,6 @@ def tiny_runner(cfg: dict):
     Runners started within one second would otherwise share a timestamp
     name, and with it their logger and visualizer instances.
     """
-    import copy
-    from mmengine.config import Config
-    from mmengine.runner import Runner
     cfg = copy.deepcopy(cfg)
     cfg['experiment_name'] = f'kw_tiny_{uuid.uuid4().hex[:8]}'
     return Runner.from_cfg(Config(cfg))
@@ -168,8 +171,6 @@ class RecordKWHook(Hook):
         self.after_val_log: List[dict] = []
 
     def _temps(self, runner) -> dict:
-        from mmengine.hooks import EMAHook
-        from mmengine.model import is_model_wrapper
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         temps = dict(model=mmkw.get_temperature(model))
@@ -210,7 +211,6 @@ class DDPProbeHook(Hook):
         self.initial = self._warehouses(runner).clone()
 
     def _warehouses(self, runner) -> torch.Tensor:
-        from mmengine.model import is_model_wrapper
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         weights = [p.detach().flatten() for name, p in
@@ -219,7 +219,6 @@ class DDPProbeHook(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):
-        from mmengine.dist import all_gather
         weights = self._warehouses(runner)
         stats = torch.tensor([
             outputs['loss'].item(),
@@ -237,8 +236,6 @@ class DDPProbeHook(Hook):
                  temperatures=[s[1].item() for s in all_stats]))
 
     def after_train(self, runner):
-        import json
-        from mmengine.dist import get_world_size, is_main_process
         if is_main_process():
             with open(osp.join(runner.work_dir, 'ddp_probe.json'), 'w') as f:
                 json.dump(dict(world_size=get_world_size(),
