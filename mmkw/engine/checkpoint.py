@@ -27,35 +27,40 @@ __all__ = [
     'CheckpointLoadError', 'load_from_local', 'safe_checkpoint_globals'
 ]
 
-# HistoryBuffer pickles its statistics methods (``HistoryBuffer.min``, ...)
-# as ``getattr(HistoryBuffer, 'min')``: a protocol-2 pickle has no other way
-# to name a function by its qualified name.
-_HISTORY_BUFFER_STATISTICS = frozenset(('min', 'max', 'current', 'mean'))
-
 _NUMERIC_DTYPES = ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8',
                    'uint16', 'uint32', 'uint64', 'float16', 'float32',
                    'float64')
 
+# HistoryBuffer's built-in statistics. MMEngine pickles every registered
+# statistics method with the buffer, and a pickle can only name
+# ``HistoryBuffer.min`` as ``getattr(HistoryBuffer, 'min')``, which no
+# weights_only allow-list should admit. The built-in ones are recreated by
+# ``HistoryBuffer`` itself, so mmkw leaves them out of the pickle.
+_BUILTIN_STATISTICS = ('min', 'max', 'current', 'mean')
+_mmengine_getstate = HistoryBuffer.__getstate__
+_mmengine_setstate = HistoryBuffer.__setstate__
 
-def _history_buffer_statistic(obj, name: str) -> Callable:
-    """Stand-in for ``getattr`` while unpickling.
 
-    Only ``HistoryBuffer``'s own statistics methods resolve; ``getattr``
-    itself is never exposed to a checkpoint.
+def _history_buffer_getstate(self) -> dict:
+    """``HistoryBuffer.__getstate__`` without the built-in statistics."""
+    state = dict(_mmengine_getstate(self))
+    state['statistics_methods'] = {
+        name: method
+        for name, method in state.get('statistics_methods', {}).items()
+        if not (name in _BUILTIN_STATISTICS
+                and method is getattr(HistoryBuffer, name))
+    }
+    return state
 
-    Args:
-        obj: The object the pickle asks an attribute of.
-        name (str): The attribute name.
 
-    Returns:
-        Callable: ``getattr(HistoryBuffer, name)``.
-    """
-    if obj is not HistoryBuffer or name not in _HISTORY_BUFFER_STATISTICS:
-        raise pickle.UnpicklingError(
-            f'getattr({obj!r}, {name!r}) is not allowed: only '
-            f'HistoryBuffer.{sorted(_HISTORY_BUFFER_STATISTICS)} may be '
-            'looked up from a checkpoint')
-    return getattr(HistoryBuffer, name)
+def _history_buffer_setstate(self, state: dict) -> None:
+    """``HistoryBuffer.__setstate__`` that also restores the built-ins."""
+    _mmengine_setstate(self, state)
+    self._set_default_statistics()
+
+
+HistoryBuffer.__getstate__ = _history_buffer_getstate
+HistoryBuffer.__setstate__ = _history_buffer_setstate
 
 
 def safe_checkpoint_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
@@ -65,8 +70,11 @@ def safe_checkpoint_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
     for MMPretrain and MMDetection models:
 
     - ``HistoryBuffer``: the logged scalars of ``message_hub``;
-    - ``builtins.getattr`` mapped to :func:`_history_buffer_statistic`:
-      ``HistoryBuffer`` pickles its statistics methods through ``getattr``;
+    - nothing reached through ``getattr``: ``import mmkw`` makes
+      ``HistoryBuffer`` pickle without its built-in statistics methods (see
+      ``_history_buffer_getstate``); a file written by MMEngine without
+      mmkw still names them through ``getattr`` and is refused with an
+      explanation;
     - ``numpy.ndarray``, ``numpy.dtype`` and ``numpy.core.multiarray.
       _reconstruct``: a ``HistoryBuffer`` stores its history as arrays;
     - ``numpy.core.multiarray.scalar``: NumPy scalars in the runtime info
@@ -86,7 +94,6 @@ def safe_checkpoint_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
         np, '_core') else np.core.multiarray
     entries: list = [
         HistoryBuffer,
-        (_history_buffer_statistic, 'builtins.getattr'),
         np.ndarray,
         np.dtype,
     ]
@@ -131,6 +138,15 @@ def load_from_local(filename: str, map_location=None):
             return torch.load(
                 filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        if 'getattr' in str(e):
+            raise CheckpointLoadError(
+                f'cannot load checkpoint {filename!r} with weights_only=True: '
+                'it names objects through getattr (MMEngine without mmkw '
+                'pickles HistoryBuffer statistics that way), which mmkw never '
+                'allows. If you trust the file, load it once with '
+                'torch.load(..., weights_only=False) in a process that '
+                'imported mmkw and torch.save it again; it then loads here.'
+            ) from e
         raise CheckpointLoadError(
             f'cannot load checkpoint {filename!r} with weights_only=True: '
             f'{_first_line(e)}\nmmkw allows only tensors, containers and the '
