@@ -39,6 +39,3 @@ optim_wrapper = dict(
         lr=1e-4,
         betas=(0.9, 0.999),
         weight_decay=0.05))
-
-# Every ConvNeXt parameter receives a gradient.
-find_unused_parameters = False
