@@ -25,6 +25,22 @@ from mmkw.converters import (build_model_from_config,
 TEMPERATURES = ('0.0', '0.5', '1.0')
 
 
+@pytest.fixture
+def golden_threads():
+    """Run with the multi-threaded CPU kernels the golden logits came from.
+
+    The golden networks carry random (filled) weights, which amplify float32
+    summation-order differences: PyTorch's single-threaded conv/GEMM kernels
+    sum in another order and move ResNet50/MobileNetV2 logits by 0.05-0.5,
+    while two or more threads reproduce the official logits bit for bit.
+    The test suite runs one thread per xdist worker, so raise it here.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(2, threads))
+    yield
+    torch.set_num_threads(threads)
+
+
 def official_state_dict(golden: dict, temperature: str,
                         filled: dict = None) -> dict:
     """The official state dict of a golden model at a temperature
@@ -35,7 +51,7 @@ def official_state_dict(golden: dict, temperature: str,
 
 
 @pytest.mark.parametrize('name', golden_names())
-def test_golden_logits(name):
+def test_golden_logits(name, golden_threads):
     golden = load_golden(name)
     filled = fill_state_dict(golden['keys'])
     states = {t: official_state_dict(golden, t, filled) for t in TEMPERATURES}
