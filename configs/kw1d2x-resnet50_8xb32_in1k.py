@@ -1,26 +1,10 @@
-# KernelWarehouse ResNet50, budget 1/2x, on ImageNet-1k with the paper's
+# KernelWarehouse ResNet50, budget 1/2, on ImageNet-1k with the paper's
 # traditional recipe (SGD 100 epochs, batch 8x32, temperature over 10 epochs).
-_base_ = [
-    'mmpretrain::_base_/datasets/imagenet_bs32.py',
-    './_base_/schedules/kw_imagenet_sgd_step_100e.py',
-    './_base_/imagenet_runtime.py',
-]
+_base_ = './kw1x-resnet50_8xb32_in1k.py'
 
 model = dict(
-    type='ImageClassifier',
     backbone=dict(
-        type='KWResNet',
-        depth=50,
         budget=0.5,
         # The official b=1/2 ResNet50 maps other layers' cells through a
         # small basis in the attention (kernelwarehouse.md 2.2).
-        nonlocal_basis_ratio=0.0625,
-        out_indices=(3, ),
-        style='pytorch'),
-    neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes=1000,
-        in_channels=2048,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
-        topk=(1, 5)))
+        nonlocal_basis_ratio=0.0625))
