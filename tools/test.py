@@ -5,12 +5,11 @@ Example:
     bash tools/dist_test.sh CONFIG CHECKPOINT 8 --out results.pkl
 """
 import argparse
-import os
 
 import mmkw  # noqa: F401  registers mmkw's models, hooks and fixes
-from mmengine.config import DictAction
 
-from mmkw.engine import build_runner, load_config
+from mmkw.engine import (add_common_args, build_runner, load_config,
+                         parse_common_args)
 
 __all__ = ['parse_args', 'main']
 
@@ -31,22 +30,8 @@ def parse_args(argv=None):
         '--show', action='store_true', help='show the painted images')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='seconds per shown image')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings of the config, key=value pairs merged into '
-        'it, e.g. test_dataloader.batch_size=8 or key="[a,b]"')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    # torch.distributed.launch passes --local-rank (PyTorch >= 2.0).
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    add_common_args(parser, 'test_dataloader.batch_size=8')
+    args = parse_common_args(parser, argv)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         parser.error(f'--out must be a .pkl file, got {args.out!r}')
     return args

@@ -6,12 +6,11 @@ Example:
     bash tools/dist_train.sh CONFIG 8                # 8 processes
 """
 import argparse
-import os
 
 import mmkw  # noqa: F401  registers mmkw's models, hooks and fixes
-from mmengine.config import DictAction
 
-from mmkw.engine import build_runner, load_config
+from mmkw.engine import (add_common_args, build_runner, load_config,
+                         parse_common_args)
 
 __all__ = ['parse_args', 'build_config', 'main']
 
@@ -38,22 +37,8 @@ def parse_args(argv=None):
         const='auto',
         help='resume from the given checkpoint, or, without a path, from '
         'the latest checkpoint in the work directory')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings of the config, key=value pairs merged into '
-        'it, e.g. train_dataloader.batch_size=8 or key="[a,b]"')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    # torch.distributed.launch passes --local-rank (PyTorch >= 2.0).
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    add_common_args(parser, 'train_dataloader.batch_size=8')
+    args = parse_common_args(parser, argv)
     return args
 
 

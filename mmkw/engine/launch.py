@@ -11,17 +11,61 @@ command line, build the runner. Two things are mmkw's own:
   modules. :func:`setup_cpu_distributed` initialises the (gloo) process
   group itself and wraps the model without ``device_ids``.
 """
+import argparse
 import os
 import os.path as osp
 from typing import Optional
 
 import torch
 import torch.distributed as torch_dist
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS, init_default_scope
 from mmengine.runner import Runner
 
-__all__ = ['load_config', 'setup_cpu_distributed', 'build_runner']
+__all__ = [
+    'add_common_args', 'parse_common_args', 'load_config', 'setup_cpu_distributed', 'build_runner'
+]
+
+
+def add_common_args(parser: argparse.ArgumentParser, example: str) -> None:
+    """Add the arguments tools/train.py and tools/test.py share, as
+    MMDetection's and MMPretrain's tools have them.
+
+    Args:
+        parser (argparse.ArgumentParser): The tool's parser.
+        example (str): An example ``--cfg-options`` override for the help.
+    """
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value pairs merged into '
+        f'it, e.g. {example} or key="[a,b]"')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local-rank (PyTorch >= 2.0).
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_common_args(parser: argparse.ArgumentParser,
+                      argv=None) -> argparse.Namespace:
+    """Parse ``argv`` and export ``LOCAL_RANK`` for the launcher.
+
+    Args:
+        parser (argparse.ArgumentParser): A parser given
+            :func:`add_common_args`.
+        argv (list[str], optional): Arguments; ``sys.argv[1:]`` if None.
+
+    Returns:
+        argparse.Namespace: The parsed arguments.
+    """
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
 
 
 def load_config(path: str,
