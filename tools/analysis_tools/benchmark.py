@@ -17,6 +17,8 @@ from mmpretrain.models import MobileNetV2, ResNet
 import mmkw  # noqa: F401  (registers the KW backbones)
 from mmkw.models import KWMobileNetV2, KWResNet
 
+__all__ = ['PAIRS', 'time_model', 'main']
+
 PAIRS = {
     'resnet18': (lambda: ResNet(depth=18),
                  lambda b: KWResNet(depth=18, budget=b)),
