@@ -24,8 +24,13 @@ img_scale = (128, 128)
 channels = 128
 
 # Schedule: 400 training images / batch 8 = 50 iterations per epoch.
-max_epochs = 5
-temperature_epochs = 1
+# The temperature falls over the first 4 of 6 epochs. Measured on this data:
+# once tau reaches 0 the loss jumps (the attention alone has not yet learnt
+# the initial assignment it replaces) and the remaining epochs recover
+# part of it; a 1-epoch ramp (then 4 epochs at tau = 0) reached bbox/segm
+# mAP 0.09/0.13, this one 0.22/0.23, a 5-of-6-epoch ramp 0.05/0.04.
+max_epochs = 6
+temperature_epochs = 4
 batch_size = 8
 
 model = dict(
