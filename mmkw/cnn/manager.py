@@ -136,6 +136,7 @@ class WarehouseManager(nn.Module):
             layer.bind(self, lp, attention)
         self.plan = plan
         self._layers = tuple(layer for _, layer in layers)
+        network.register_load_state_dict_pre_hook(self.check_checkpoint)
         self.init_weights()
         return plan
 
@@ -159,6 +160,57 @@ class WarehouseManager(nn.Module):
                         nonlinearity='relu')
         for layer in self._layers:
             layer.attention.init_weights()
+
+    def check_checkpoint(self, network: nn.Module, state_dict: dict,
+                         prefix: str, *args) -> None:
+        """Refuse a checkpoint whose warehouses do not fit this network.
+
+        A load-state-dict pre-hook of the network :meth:`bind` was given, so
+        it sees the network's whole state dict. MMEngine loads ``load_from``
+        and ``init_cfg=dict(type='Pretrained')`` non-strictly, where a wrong
+        warehouse would only be logged and the model would go on with random
+        cells. A warehouse of another shape (another budget or
+        architecture), some warehouses missing, or weights for the network
+        without any warehouse (a plain network's, an unconverted official
+        checkpoint) raise a ValueError naming the keys.
+
+        Args:
+            network (nn.Module): The module that was bound.
+            state_dict (dict): The state dict being loaded.
+            prefix (str): The network's prefix in ``state_dict``.
+        """
+        own = next((name for name, m in network.named_modules() if m is self),
+                   None)
+        if self.plan is None or own is None:
+            return
+        own = prefix + (own + '.' if own else '')
+        expected = {
+            own + 'weights.' + wh.name: wh.shape
+            for wh in self.plan.warehouses
+        }
+        found = [key for key in expected if key in state_dict]
+        hint = ('convert official KernelWarehouse checkpoints with '
+                'tools/model_converters/kw_official_to_mmkw.py and check that '
+                'the config (architecture, budget) matches')
+        for key in found:
+            shape = tuple(state_dict[key].shape)
+            if shape != expected[key]:
+                raise ValueError(
+                    f'checkpoint warehouse {key!r} has shape {list(shape)}, '
+                    f'but this model needs {list(expected[key])} (cells x '
+                    f'cell shape); it was saved for another budget or '
+                    f'architecture: {hint}')
+        if found and len(found) < len(expected):
+            missing = sorted(set(expected) - set(found))
+            raise ValueError(
+                f'checkpoint lacks {len(missing)} of the model\'s '
+                f'{len(expected)} warehouses ({missing[:3]}); {hint}')
+        if not found and any(key.startswith(prefix) for key in state_dict):
+            raise ValueError(
+                f'checkpoint has weights for {type(network).__name__} '
+                f'{prefix!r} but none of its KernelWarehouse warehouses '
+                f'({sorted(expected)[:3]}...): it is not a checkpoint of this '
+                f'KW model; {hint}')
 
     def extra_repr(self) -> str:
         if self.plan is None:
