@@ -8,7 +8,7 @@ from mmpretrain.models.backbones.mobilenet_v2 import MobileNetV2
 
 from mmkw.cnn import KWConv2d, KWConvNd, WarehouseManager
 from mmkw.registry import register_model
-from .utils import check_frozen_stages, check_out_indices
+from .utils import check_frozen_stages, check_out_indices, plain_conv
 
 __all__ = ['KWMobileNetV2']
 
@@ -148,7 +148,7 @@ class KWMobileNetV2(MobileNetV2):
         self.warehouse_manager = warehouse_manager
         for module, warehouse, wh_budget in self._layout():
             if warehouse is None:
-                module.conv = _plain_conv(module.conv)
+                module.conv = plain_conv(module.conv)
                 continue
             module.conv.warehouse = warehouse
             if warehouse not in warehouse_manager.specs:
@@ -218,20 +218,9 @@ class KWMobileNetV2(MobileNetV2):
         for name in self.frozen_warehouses():
             manager.weights[name].requires_grad = False
 
-
-def _plain_conv(layer: KWConv2d) -> nn.Conv2d:
-    """The ordinary conv with the geometry of an (unbound) KW conv,
-    initialised like mmcv's ``ConvModule`` initialises its conv."""
-    conv = nn.Conv2d(
-        layer.in_channels,
-        layer.out_channels,
-        layer.kernel_size,
-        stride=layer.stride,
-        padding=layer.padding,
-        dilation=layer.dilation,
-        groups=layer.groups,
-        bias=layer.bias is not None)
-    nn.init.kaiming_normal_(conv.weight, mode='fan_out', nonlinearity='relu')
-    if conv.bias is not None:
-        nn.init.zeros_(conv.bias)
-    return conv
+    def train(self, mode: bool = True):
+        """Set the mode, keeping frozen stages and ``norm_eval``; returns
+        ``self`` as ``nn.Module.train`` does (MMPretrain's returns None,
+        which breaks ``model = backbone.eval()``)."""
+        super().train(mode)
+        return self

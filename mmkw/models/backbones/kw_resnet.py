@@ -1,12 +1,11 @@
 """ResNet with KernelWarehouse convolutions."""
 from typing import Optional, Sequence
 
-import torch.nn as nn
 from mmpretrain.models.backbones.resnet import Bottleneck, ResLayer, ResNet
 
 from mmkw.cnn import KWConv2d, WarehouseManager
 from mmkw.registry import register_model
-from .utils import check_frozen_stages, check_out_indices
+from .utils import check_frozen_stages, check_out_indices, plain_conv
 
 __all__ = ['KWResNet']
 
@@ -109,14 +108,14 @@ class KWResNet(ResNet):
         first = layer[0]
         # The first block hands over from the previous stage's warehouse.
         if isinstance(first, Bottleneck) and stage == 0:
-            first.conv1 = _plain(first.conv1)
+            first.conv1 = plain_conv(first.conv1)
         else:
             first.conv1.warehouse = previous
         if first.downsample is not None:
             idx = [isinstance(m, KWConv2d)
                    for m in first.downsample].index(True)
             if kwargs['stride'] == 1:
-                first.downsample[idx] = _plain(first.downsample[idx])
+                first.downsample[idx] = plain_conv(first.downsample[idx])
             else:
                 first.downsample[idx].warehouse = previous
         return layer
@@ -129,15 +128,9 @@ class KWResNet(ResNet):
         for i in range(self.frozen_stages):
             manager.weights[f'stage{i}'].requires_grad = False
 
-
-def _plain(layer: KWConv2d) -> nn.Conv2d:
-    """The ordinary conv with the geometry of an (unbound) KW conv."""
-    return nn.Conv2d(
-        layer.in_channels,
-        layer.out_channels,
-        layer.kernel_size,
-        stride=layer.stride,
-        padding=layer.padding,
-        dilation=layer.dilation,
-        groups=layer.groups,
-        bias=layer.bias is not None)
+    def train(self, mode: bool = True):
+        """Set the mode, keeping frozen stages and ``norm_eval``; returns
+        ``self`` as ``nn.Module.train`` does (MMPretrain's returns None,
+        which breaks ``model = backbone.eval()``)."""
+        super().train(mode)
+        return self

@@ -1,7 +1,11 @@
-"""Argument checks shared by the KW backbones."""
+"""Helpers shared by the KW backbones: argument checks, plain convs."""
 from typing import Sequence, Tuple
 
-__all__ = ['check_out_indices', 'check_frozen_stages']
+import torch.nn as nn
+
+from mmkw.cnn import KWConv2d
+
+__all__ = ['check_out_indices', 'check_frozen_stages', 'plain_conv']
 
 
 def check_out_indices(out_indices: Sequence[int],
@@ -32,3 +36,22 @@ def check_frozen_stages(frozen_stages: int, num_stages: int) -> None:
             or not -1 <= frozen_stages <= num_stages:
         raise ValueError(f'frozen_stages must be an int in [-1, {num_stages}] '
                          f'(-1 freezes nothing), got {frozen_stages!r}')
+
+
+def plain_conv(layer: KWConv2d) -> nn.Conv2d:
+    """The ordinary conv with the geometry of an (unbound) KW conv, for the
+    layers an official layout keeps plain; initialised like mmcv's
+    ``ConvModule`` initialises its conv (Kaiming normal, fan_out)."""
+    conv = nn.Conv2d(
+        layer.in_channels,
+        layer.out_channels,
+        layer.kernel_size,
+        stride=layer.stride,
+        padding=layer.padding,
+        dilation=layer.dilation,
+        groups=layer.groups,
+        bias=layer.bias is not None)
+    nn.init.kaiming_normal_(conv.weight, mode='fan_out', nonlinearity='relu')
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    return conv
