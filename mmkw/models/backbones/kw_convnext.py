@@ -7,7 +7,7 @@ from mmpretrain.models.backbones.convnext import ConvNeXt
 
 from mmkw.cnn import KWConv2d, WarehouseManager
 from mmkw.registry import register_model
-from .utils import check_frozen_stages, check_out_indices
+from .utils import check_frozen_stages, check_out_indices, freeze_warehouses
 
 __all__ = ['KWConvNeXt', 'parse_convnext_budget']
 
@@ -260,12 +260,9 @@ class KWConvNeXt(ConvNeXt):
 
     def _freeze_stages(self):
         super()._freeze_stages()
-        manager = getattr(self, 'warehouse_manager', None)
-        if manager is None or manager.plan is None:
-            return  # called by ConvNeXt.__init__ before the warehouses exist
-        for i in range(self.frozen_stages):
-            for name in self._stage_warehouses(i):
-                manager.weights[name].requires_grad = False
+        freeze_warehouses(
+            self, lambda: (name for i in range(self.frozen_stages)
+                           for name in self._stage_warehouses(i)))
 
     def train(self, mode: bool = True):
         super().train(mode)

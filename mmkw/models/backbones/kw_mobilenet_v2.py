@@ -8,7 +8,8 @@ from mmpretrain.models.backbones.mobilenet_v2 import MobileNetV2
 
 from mmkw.cnn import KWConv2d, KWConvNd, WarehouseManager
 from mmkw.registry import register_model
-from .utils import check_frozen_stages, check_out_indices, plain_conv
+from .utils import (check_frozen_stages, check_out_indices,
+                    freeze_warehouses, plain_conv)
 
 __all__ = ['KWMobileNetV2']
 
@@ -212,11 +213,7 @@ class KWMobileNetV2(MobileNetV2):
             # MobileNetV2 freezes the stem's parameters but leaves its norm
             # in training mode; keep its statistics frozen too.
             self.conv1.eval()
-        manager = getattr(self, 'warehouse_manager', None)
-        if manager is None or manager.plan is None:
-            return  # the warehouses do not exist yet
-        for name in self.frozen_warehouses():
-            manager.weights[name].requires_grad = False
+        freeze_warehouses(self, self.frozen_warehouses)
 
     def train(self, mode: bool = True):
         """Set the mode, keeping frozen stages and ``norm_eval``; returns

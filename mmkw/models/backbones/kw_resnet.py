@@ -5,7 +5,8 @@ from mmpretrain.models.backbones.resnet import Bottleneck, ResLayer, ResNet
 
 from mmkw.cnn import KWConv2d, WarehouseManager
 from mmkw.registry import register_model
-from .utils import check_frozen_stages, check_out_indices, plain_conv
+from .utils import (check_frozen_stages, check_out_indices,
+                    freeze_warehouses, plain_conv)
 
 __all__ = ['KWResNet']
 
@@ -122,11 +123,8 @@ class KWResNet(ResNet):
 
     def _freeze_stages(self):
         super()._freeze_stages()
-        manager = getattr(self, 'warehouse_manager', None)
-        if manager is None or manager.plan is None:
-            return  # called by ResNet.__init__ before the warehouses exist
-        for i in range(self.frozen_stages):
-            manager.weights[f'stage{i}'].requires_grad = False
+        freeze_warehouses(
+            self, lambda: (f'stage{i}' for i in range(self.frozen_stages)))
 
     def train(self, mode: bool = True):
         """Set the mode, keeping frozen stages and ``norm_eval``; returns

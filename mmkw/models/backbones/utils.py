@@ -1,11 +1,14 @@
 """Helpers shared by the KW backbones: argument checks, plain convs."""
-from typing import Sequence, Tuple
+from typing import Callable, Iterable, Sequence, Tuple
 
 import torch.nn as nn
 
 from mmkw.cnn import KWConv2d
 
-__all__ = ['check_out_indices', 'check_frozen_stages', 'plain_conv']
+__all__ = [
+    'check_out_indices', 'check_frozen_stages', 'freeze_warehouses',
+    'plain_conv'
+]
 
 
 def check_out_indices(out_indices: Sequence[int],
@@ -36,6 +39,25 @@ def check_frozen_stages(frozen_stages: int, num_stages: int) -> None:
             or not -1 <= frozen_stages <= num_stages:
         raise ValueError(f'frozen_stages must be an int in [-1, {num_stages}] '
                          f'(-1 freezes nothing), got {frozen_stages!r}')
+
+
+def freeze_warehouses(backbone: nn.Module,
+                      names: Callable[[], Iterable[str]]) -> None:
+    """Stop the gradient of the warehouses ``names()`` of ``backbone``.
+
+    Does nothing while the backbone has no bound ``warehouse_manager`` yet
+    (``_freeze_stages`` also runs inside the parent backbone's
+    ``__init__``, before the warehouses exist).
+
+    Args:
+        backbone (nn.Module): A KW backbone.
+        names (Callable): Returns the names of the warehouses to freeze.
+    """
+    manager = getattr(backbone, 'warehouse_manager', None)
+    if manager is None or manager.plan is None:
+        return
+    for name in names():
+        manager.weights[name].requires_grad = False
 
 
 def plain_conv(layer: KWConv2d) -> nn.Conv2d:
