@@ -17,6 +17,7 @@ from conftest import (CONFIG_DIR, REPO_ROOT, fill_state_dict,
 from mmengine.runner import load_checkpoint
 
 import mmkw
+from mmkw.cnn import kw_conv_implementation
 from mmkw.converters import (build_model_from_config,
                              convert_official_state_dict, detect_family,
                              find_matching_config, load_official_checkpoint,
@@ -26,18 +27,22 @@ TEMPERATURES = ('0.0', '0.5', '1.0')
 
 
 @pytest.fixture
-def golden_threads():
-    """Run with the multi-threaded CPU kernels the golden logits came from.
+def official_kernels():
+    """Run the official formulation with the multi-threaded CPU kernels the
+    golden logits came from.
 
     The golden networks carry random (filled) weights, which amplify float32
     summation-order differences: PyTorch's single-threaded conv/GEMM kernels
     sum in another order and move ResNet50/MobileNetV2 logits by 0.05-0.5,
     while two or more threads reproduce the official logits bit for bit.
-    The test suite runs one thread per xdist worker, so raise it here.
+    The test suite runs one thread per xdist worker, so raise it here. The
+    fast path sums in another order too; ``test_fast_path_on_golden_models``
+    pins it to this formulation in float64, where the order does not matter.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(max(2, threads))
-    yield
+    with kw_conv_implementation('reference'):
+        yield
     torch.set_num_threads(threads)
 
 
@@ -51,7 +56,7 @@ def official_state_dict(golden: dict, temperature: str,
 
 
 @pytest.mark.parametrize('name', golden_names())
-def test_golden_logits(name, golden_threads):
+def test_golden_logits(name, official_kernels):
     golden = load_golden(name)
     filled = fill_state_dict(golden['keys'])
     states = {t: official_state_dict(golden, t, filled) for t in TEMPERATURES}
@@ -70,6 +75,29 @@ def test_golden_logits(name, golden_threads):
         assert logits.shape == expected.shape
         err = (logits - expected).abs().max().item()
         assert err < 1e-4, f'{name} at temperature {t}: max error {err:.2e}'
+
+
+@pytest.mark.parametrize('name', golden_names())
+def test_fast_path_on_golden_models(name):
+    """The default (blocked) KW conv gives the official formulation's logits
+    on every golden model and temperature, in float64 (exact up to rounding,
+    whatever the summation order)."""
+    golden = load_golden(name)
+    state = official_state_dict(golden, '0.0')
+    config, family = find_matching_config(state, CONFIG_DIR)
+    model = build_model_from_config(config)
+    model.load_state_dict(convert_official_state_dict(state, model, family))
+    model.double().eval()
+    inputs = golden['input'].double()
+    for t in TEMPERATURES:
+        mmkw.set_temperature(model, float(t))
+        with torch.no_grad():
+            fast = model(inputs, mode='tensor')
+            with kw_conv_implementation('reference'):
+                reference = model(inputs, mode='tensor')
+        scale = reference.abs().max().item()
+        err = (fast - reference).abs().max().item()
+        assert err <= 1e-9 * scale, f'{name} at {t}: max error {err:.2e}'
 
 
 def official_keys_of(model) -> dict:
@@ -143,7 +171,8 @@ def _tool():
     return module
 
 
-def test_cli_end_to_end(tmp_path, capsys, resnet18_official):
+def test_cli_end_to_end(tmp_path, capsys, resnet18_official,
+                        official_kernels):
     golden, state = resnet18_official
     src = tmp_path / 'kw1x_resnet18.pth'
     dst = tmp_path / 'out' / 'kw1x-resnet18_in1k.pth'

@@ -1,7 +1,9 @@
 """KernelWarehouse core: plan, attention, layers and manager (torch only)."""
 from .attention import KWAttention
-from .functional import assemble_kernels, kw_conv, kw_conv_reference
-from .kw_conv import KWConv1d, KWConv2d, KWConvNd, KWLinear
+from .blocked import kw_conv_blocked
+from .functional import (IMPLEMENTATIONS, assemble_kernels, kw_conv,
+                         kw_conv_implementation, kw_conv_reference)
+from .layers import KWConv1d, KWConv2d, KWConvNd, KWLinear
 from .manager import WarehouseManager
 from .plan import (ZERO_CELL, LayerPlan, LayerSpec, NetworkPlan,
                    WarehousePlan, WarehouseSpec, build_plan,
@@ -10,6 +12,7 @@ from .temperature import get_temperature, set_temperature
 
 __all__ = [
     'KWAttention', 'assemble_kernels', 'kw_conv', 'kw_conv_reference',
+    'kw_conv_blocked', 'kw_conv_implementation', 'IMPLEMENTATIONS',
     'KWConvNd', 'KWConv1d', 'KWConv2d', 'KWLinear', 'WarehouseManager',
     'ZERO_CELL', 'LayerSpec', 'LayerPlan', 'NetworkPlan', 'WarehousePlan',
     'WarehouseSpec', 'build_plan', 'default_cell_ratio', 'format_budget',

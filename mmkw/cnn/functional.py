@@ -1,16 +1,48 @@
 """Kernel assembly and the per-sample convolution of a KW layer.
 
-Everything a faster implementation may change lives behind
-:func:`kw_conv`; :func:`assemble_kernels` with :func:`kw_conv_reference` is
-the literal formulation of kernelwarehouse.md section 2.5, kept as the
-reference the tests compare other paths against.
+Every KW layer calls :func:`kw_conv`, which runs the blocked fast path
+(:mod:`mmkw.cnn.blocked`). :func:`assemble_kernels` with
+:func:`kw_conv_reference` is the literal formulation of kernelwarehouse.md
+section 2.5 (the official code's), kept as the reference the tests pin the
+fast path to; :func:`kw_conv_implementation` switches a block of code to it.
 """
-from typing import Optional, Sequence, Tuple
+import contextlib
+from typing import Iterator, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ['assemble_kernels', 'kw_conv_reference', 'kw_conv']
+from .blocked import kw_conv_blocked
+
+__all__ = [
+    'assemble_kernels', 'kw_conv_reference', 'kw_conv',
+    'kw_conv_implementation', 'IMPLEMENTATIONS'
+]
+
+#: ``'blocked'``: the fast path (default); ``'reference'``: the official
+#: formulation.
+IMPLEMENTATIONS = ('blocked', 'reference')
+_implementation = ['blocked']
+
+
+@contextlib.contextmanager
+def kw_conv_implementation(name: str) -> Iterator[None]:
+    """Run every KW layer inside the ``with`` block with implementation
+    ``name`` (one of :data:`IMPLEMENTATIONS`), e.g. to compare the fast path
+    with the official formulation::
+
+        with kw_conv_implementation('reference'):
+            expected = model(x)
+    """
+    if name not in IMPLEMENTATIONS:
+        raise ValueError(f'KW conv implementation must be one of '
+                         f'{IMPLEMENTATIONS}, got {name!r}')
+    previous = _implementation[0]
+    _implementation[0] = name
+    try:
+        yield
+    finally:
+        _implementation[0] = previous
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
@@ -66,10 +98,17 @@ def kw_conv_reference(x: torch.Tensor, attention: torch.Tensor,
     return out
 
 
-def kw_conv(x: torch.Tensor, attention: torch.Tensor, warehouse: torch.Tensor,
-            split: Tuple[int, int, int], weight_shape: Sequence[int], stride,
-            padding, dilation, groups: int,
-            bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+def kw_conv(x: torch.Tensor,
+            attention: torch.Tensor,
+            warehouse: torch.Tensor,
+            split: Tuple[int, int, int],
+            weight_shape: Sequence[int],
+            stride,
+            padding,
+            dilation,
+            groups: int,
+            bias: Optional[torch.Tensor] = None,
+            out_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Assemble each sample's kernel and convolve: the seam for fast paths.
 
     Args:
@@ -81,9 +120,24 @@ def kw_conv(x: torch.Tensor, attention: torch.Tensor, warehouse: torch.Tensor,
         stride, padding, dilation: As for ``torch.nn.functional.conv2d``.
         groups (int): Convolution groups of the layer.
         bias (Tensor, optional): Static ``[C_out]`` bias.
+        out_scale (Tensor, optional): ``[C_out]`` factors of the kernel
+            rows, applied before ``bias`` (a folded BatchNorm).
 
     Returns:
         Tensor: ``[B, C_out, *spatial_out]``.
+
+    ``torch.fx`` traces it as one call (see :mod:`mmkw.cnn.layers`).
     """
+    if _implementation[0] == 'blocked':
+        return kw_conv_blocked(x, attention, warehouse, split, weight_shape,
+                               stride, padding, dilation, groups, bias,
+                               out_scale)
+    if out_scale is not None:
+        dims = len(weight_shape) - 2
+        out = kw_conv_reference(x, attention, warehouse, split, weight_shape,
+                                stride, padding, dilation, groups)
+        out = out * out_scale.reshape(1, -1, *([1] * dims))
+        return out if bias is None else out + bias.reshape(
+            1, -1, *([1] * dims))
     return kw_conv_reference(x, attention, warehouse, split, weight_shape,
                              stride, padding, dilation, groups, bias)

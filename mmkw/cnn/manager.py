@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from .attention import KWAttention
-from .kw_conv import KWConvNd
+from .layers import KWConvNd
 from .plan import NetworkPlan, WarehouseSpec, build_plan
 
 __all__ = ['WarehouseManager']

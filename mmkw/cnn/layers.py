@@ -8,6 +8,11 @@ from .attention import KWAttention
 from .functional import kw_conv
 from .plan import LayerPlan, LayerSpec
 
+# torch.fx records each KW convolution as one ``kw_conv`` call instead of
+# tracing into its shape-dependent code, so traced models keep a symbolic
+# batch (``fx.wrap`` patches this module's name during tracing).
+torch.fx.wrap('kw_conv')
+
 __all__ = ['KWConvNd', 'KWConv1d', 'KWConv2d', 'KWLinear']
 
 _size = Union[int, Tuple[int, ...]]

@@ -1,0 +1,403 @@
+"""The fast KW convolution: kernels assembled in cache-sized row blocks.
+
+The reference formulation (:func:`~mmkw.cnn.kw_conv_reference`) assembles
+the kernels of the whole batch at once (75 MB for one 3x3 512->512 layer at
+batch 8), lays them out again for a grouped convolution with ``groups = B``
+and lets autograd keep them for backward. Here the warehouse is cut into
+blocks of cell rows (output channels): each block's per-sample kernels are
+mixed, used and dropped while they are still in cache, and the backward
+recomputes them instead of keeping them, so only the input and the
+attention are saved.
+
+Two engines convolve a block with its per-sample kernels:
+
+- ``gemm``: the input as a ``[B, C_in * k, L]`` matrix (strided for 1x1
+  convolutions, ``F.unfold`` for small 2-D maps) and one batched matrix
+  product;
+- ``conv``: the official grouped convolution over the batch folded into the
+  channels (large maps, grouped and depthwise layers, 1-D/3-D kernels).
+
+An optional per-output-channel ``out_scale`` multiplies the kernel rows as
+they are assembled: a frozen BatchNorm folded into the convolution
+(:mod:`mmkw.engine.efficient_conv_bn`), with its gradient.
+"""
+import math
+import threading
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+__all__ = ['kw_conv_blocked', 'choose_engine', 'block_rows']
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+#: Bytes of per-sample kernels assembled at once (one block of cell rows).
+BLOCK_BYTES = 4 << 20
+#: Largest unfolded input (bytes) the ``gemm`` engine builds for a k>1 layer.
+UNFOLD_BYTES = 16 << 20
+#: Output positions up to which a k>1 layer uses the ``gemm`` engine.
+GEMM_MAX_POSITIONS = 256
+
+
+class _Workspace(threading.local):
+    """Scratch buffers reused across blocks and calls (one set per thread).
+
+    A block's intermediates are a few MB; allocating them afresh for every
+    block costs page faults that take longer than the arithmetic. The
+    buffers never leave :class:`BlockedKWConv` (nothing returned or saved
+    aliases them).
+    """
+
+    def __init__(self):
+        self.buffers = {}
+
+    def get(self, name: str, shape, like: torch.Tensor) -> torch.Tensor:
+        numel = math.prod(shape)
+        if torch.compiler.is_compiling():
+            return like.new_empty(shape)
+        key = (name, like.device, like.dtype)
+        flat = self.buffers.get(key)
+        if flat is None or flat.numel() < numel:
+            flat = like.new_empty(numel)
+            self.buffers[key] = flat
+        return flat[:numel].view(shape)
+
+
+_workspace = _Workspace()
+
+
+def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def choose_engine(x_shape: Sequence[int], weight_shape: Sequence[int],
+                  stride, padding, dilation, groups: int) -> str:
+    """``'gemm'`` or ``'conv'`` for a layer and input shape (see module doc).
+    """
+    kernel = tuple(weight_shape[2:])
+    if groups != 1:
+        return 'conv'
+    if all(k == 1 for k in kernel) and not any(padding):
+        return 'gemm'
+    if len(kernel) != 2:
+        return 'conv'
+    positions = math.prod(
+        _out_size(*args)
+        for args in zip(x_shape[2:], kernel, stride, padding, dilation))
+    unfolded = x_shape[0] * weight_shape[1] * math.prod(kernel) * positions
+    if positions <= GEMM_MAX_POSITIONS and unfolded * 4 <= UNFOLD_BYTES:
+        return 'gemm'
+    return 'conv'
+
+
+def block_rows(batch: int, weight_shape: Sequence[int], split, c_o: int,
+               groups: int, itemsize: int = 4) -> int:
+    """Cell rows assembled per block so a block's kernels stay in cache."""
+    if groups != 1:
+        return c_o  # output channels of one conv group must stay together
+    per_row = batch * split[1] * math.prod(weight_shape[1:]) * itemsize
+    return max(1, min(c_o, BLOCK_BYTES // max(per_row, 1)))
+
+
+class _Geometry:
+    """Shapes and conv arguments of one call, shared by forward/backward."""
+
+    def __init__(self, x, warehouse, split, weight_shape, stride, padding,
+                 dilation, groups, engine):
+        self.batch = x.shape[0]
+        self.in_spatial = tuple(x.shape[2:])
+        self.split = split
+        self.weight_shape = tuple(weight_shape)
+        self.kernel = self.weight_shape[2:]
+        self.stride, self.padding = tuple(stride), tuple(padding)
+        self.dilation, self.groups = tuple(dilation), groups
+        self.engine = engine
+        self.num_cells, self.c_o, self.c_i = warehouse.shape[:3]
+        self.out_spatial = tuple(
+            _out_size(*a) for a in zip(self.in_spatial, self.kernel,
+                                       self.stride, self.padding,
+                                       self.dilation))
+        self.pointwise = all(k == 1 for k in self.kernel) and not any(
+            self.padding)
+        self.rows = block_rows(self.batch, weight_shape, split, self.c_o,
+                               groups, x.element_size())
+
+    def blocks(self):
+        for r0 in range(0, self.c_o, self.rows):
+            yield r0, min(self.c_o, r0 + self.rows)
+
+    # -- the input as the matrix of the gemm engine, and its adjoint -------
+    def columns(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C_in * prod(k), L]``."""
+        if self.pointwise:
+            index = (slice(None), slice(None)) + tuple(
+                slice(None, None, s) for s in self.stride)
+            return x[index].reshape(self.batch, x.shape[1], -1)
+        return F.unfold(x, self.kernel, self.dilation, self.padding,
+                        self.stride)
+
+    def columns_to_input(self, cols: torch.Tensor, like: torch.Tensor):
+        if self.pointwise:
+            if all(s == 1 for s in self.stride):
+                return cols.reshape(like.shape)
+            grad = like.new_zeros(like.shape)
+            index = (slice(None), slice(None)) + tuple(
+                slice(None, None, s) for s in self.stride)
+            grad[index] = cols.reshape(self.batch, like.shape[1],
+                                       *self.out_spatial)
+            return grad
+        return F.fold(cols, self.in_spatial, self.kernel, self.dilation,
+                      self.padding, self.stride)
+
+    # -- kernels of one block of cell rows ---------------------------------
+    def mixed(self, attention, cells, r0, r1, name='mixed'):
+        """``[B*m, rows*c_i]``: rows r0:r1 of every mixture's cell."""
+        block = cells[:, r0:r1].reshape(self.num_cells, -1)  # a view
+        out = _workspace.get(name, (attention.shape[0], block.shape[1]),
+                             attention)
+        return torch.mm(attention, block, out=out)
+
+    def to_kernels(self, mixed, r0, r1, scale=None, name='kernels'):
+        """Mixtures -> ``[B, G_o*rows, C_in/g * prod(k)]`` (conv layout)."""
+        g_s, g_o, g_i = self.split
+        rows = r1 - r0
+        view = mixed.view(self.batch, g_s, g_o, g_i, rows,
+                          self.c_i).permute(0, 2, 4, 3, 5, 1)
+        shape = (self.batch, g_o * rows, g_i * self.c_i * g_s)
+        if scale is None and view.is_contiguous():
+            return view.reshape(shape)
+        kernels = _workspace.get(name, view.shape, mixed)
+        if scale is None:
+            kernels.copy_(view)
+        else:
+            torch.mul(view, scale.view(g_o, self.c_o)[:, r0:r1].reshape(
+                1, g_o, rows, 1, 1, 1), out=kernels)
+        return kernels.view(shape)
+
+    def to_mixed(self, kernels, r0, r1):
+        """Adjoint of :meth:`to_kernels` (without scale)."""
+        g_s, g_o, g_i = self.split
+        rows = r1 - r0
+        view = kernels.view(self.batch, g_o, rows, g_i, self.c_i,
+                            g_s).permute(0, 5, 1, 3, 2, 4)
+        shape = (self.batch * g_s * g_o * g_i, rows * self.c_i)
+        if view.is_contiguous():
+            return view.reshape(shape)
+        mixed = _workspace.get('grad_mixed', view.shape, kernels)
+        return mixed.copy_(view).view(shape)
+
+    def out_rows(self, tensor, r0, r1):
+        """Output channels of rows r0:r1 of every output group."""
+        g_o = self.split[1]
+        return tensor.view(self.batch, g_o, self.c_o,
+                           -1)[:, :, r0:r1]
+
+    def convolve(self, x_or_cols, kernels, name=None):
+        """One block: ``[B, G_o*rows, *out_spatial]`` flattened spatially
+        (into a scratch buffer if ``name`` is given)."""
+        if self.engine == 'gemm':
+            if name is None:
+                return torch.bmm(kernels, x_or_cols)
+            out = _workspace.get(
+                name, (self.batch, kernels.shape[1], x_or_cols.shape[2]),
+                kernels)
+            return torch.bmm(kernels, x_or_cols, out=out)
+        folded = kernels.reshape(-1, *self.weight_shape[1:])
+        out = _CONV[len(self.kernel)](x_or_cols, folded, None, self.stride,
+                                      self.padding, self.dilation,
+                                      self.groups * self.batch)
+        return out.reshape(self.batch, kernels.shape[1], -1)
+
+
+def _compute_dtype(*tensors) -> torch.dtype:
+    """The dtype autocast would run the matrix products in, else the
+    input's."""
+    device = tensors[0].device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return tensors[0].dtype
+
+
+class BlockedKWConv(torch.autograd.Function):
+    """Autograd of the blocked KW convolution (kernels recomputed in
+    backward). Inputs: ``x, attention, warehouse, out_scale`` plus the
+    static layer geometry."""
+
+    @staticmethod
+    def forward(ctx, x, attention, warehouse, out_scale, split, weight_shape,
+                stride, padding, dilation, groups, engine):
+        dtype = _compute_dtype(x, attention, warehouse)
+        with torch.autocast(x.device.type, enabled=False):
+            xc, ac, wc = (t.to(dtype) for t in (x, attention, warehouse))
+            sc = None if out_scale is None else out_scale.to(dtype)
+            geo = _Geometry(xc, wc, split, weight_shape, stride, padding,
+                            dilation, groups, engine)
+            out = _forward(geo, xc, ac, wc, sc)
+        ctx.geo = geo
+        ctx.dtypes = (x.dtype, attention.dtype, warehouse.dtype,
+                      None if out_scale is None else out_scale.dtype, dtype)
+        ctx.save_for_backward(x, attention, warehouse, out_scale)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        x, attention, warehouse, out_scale = ctx.saved_tensors
+        *in_dtypes, dtype = ctx.dtypes
+        needs = ctx.needs_input_grad[:4]
+        with torch.autocast(grad_out.device.type, enabled=False):
+            args = [
+                None if t is None else t.to(dtype)
+                for t in (x, attention, warehouse, out_scale)
+            ]
+            grads = _backward(ctx.geo, grad_out.to(dtype), *args, needs)
+        grads = [
+            None if g is None else g.to(d) for g, d in zip(grads, in_dtypes)
+        ]
+        return (*grads, None, None, None, None, None, None, None)
+
+
+def _forward(geo: _Geometry, x, attention, warehouse, scale):
+    cells = warehouse.reshape(geo.num_cells, geo.c_o, geo.c_i)
+    source = geo.columns(x) if geo.engine == 'gemm' else x.reshape(
+        1, -1, *geo.in_spatial)
+    blocks = list(geo.blocks())
+    c_out = geo.weight_shape[0]
+    out = None
+    for r0, r1 in blocks:
+        kernels = geo.to_kernels(geo.mixed(attention, cells, r0, r1), r0, r1,
+                                 scale)
+        result = geo.convolve(source, kernels,
+                              None if len(blocks) == 1 else 'result')
+        if len(blocks) == 1:
+            return result.reshape(geo.batch, c_out, *geo.out_spatial)
+        if out is None:
+            out = x.new_empty(geo.batch, c_out, *geo.out_spatial)
+        geo.out_rows(out, r0, r1).copy_(
+            result.reshape(geo.batch, geo.split[1], r1 - r0, -1))
+    return out
+
+
+def _backward(geo: _Geometry, grad_out, x, attention, warehouse, scale,
+              needs):
+    need_x, need_a, need_w, need_s = needs
+    need_kernels = need_a or need_w or need_s
+    cells = warehouse.reshape(geo.num_cells, geo.c_o, geo.c_i)
+    g_o = geo.split[1]
+    if geo.engine == 'gemm':
+        source = geo.columns(x)
+        grad_source = torch.zeros_like(source) if need_x else None
+    else:
+        source = x.reshape(1, -1, *geo.in_spatial)
+        grad_source = None
+    grad_a = torch.zeros_like(attention) if need_a else None
+    grad_w = torch.zeros_like(cells) if need_w else None
+    grad_s = torch.zeros(g_o, geo.c_o, dtype=x.dtype,
+                         device=x.device) if need_s else None
+    for r0, r1 in geo.blocks():
+        rows = r1 - r0
+        mixed = geo.mixed(attention, cells, r0, r1)
+        plain = geo.to_kernels(mixed, r0, r1)
+        kernels = plain if scale is None else geo.to_kernels(
+            mixed, r0, r1, scale, name='scaled_kernels')
+        grad_block = geo.out_rows(grad_out, r0, r1)
+        if not grad_block.is_contiguous():
+            grad_block = _workspace.get('grad_block', grad_block.shape,
+                                        grad_out).copy_(grad_block)
+        grad_block = grad_block.view(geo.batch, g_o * rows, -1)
+        if geo.engine == 'gemm':
+            if need_x:
+                grad_source.baddbmm_(kernels.transpose(1, 2), grad_block)
+            grad_kernels = None
+            if need_kernels:
+                grad_kernels = _workspace.get('grad_kernels', kernels.shape,
+                                              kernels)
+                torch.bmm(grad_block, source.transpose(1, 2),
+                          out=grad_kernels)
+        else:
+            folded = kernels.reshape(-1, *geo.weight_shape[1:])
+            grad_x_part, grad_kernels, _ = torch.ops.aten.convolution_backward(
+                grad_block.reshape(1, -1, *geo.out_spatial), source, folded,
+                None, geo.stride, geo.padding, geo.dilation, False,
+                [0] * len(geo.kernel), geo.groups * geo.batch,
+                [need_x, need_kernels, False])
+            if need_x:
+                grad_source = grad_x_part if grad_source is None else (
+                    grad_source.add_(grad_x_part))
+            if need_kernels:
+                grad_kernels = grad_kernels.reshape(kernels.shape)
+        if not need_kernels:
+            continue
+        if need_s:
+            grad_s[:, r0:r1] += (grad_kernels * plain).sum(dim=2).view(
+                geo.batch, g_o, rows).sum(dim=0)
+        if scale is not None:
+            grad_kernels = grad_kernels.view(geo.batch, g_o, rows, -1) * \
+                scale.view(g_o, geo.c_o)[:, r0:r1].unsqueeze(-1)
+        grad_mixed = geo.to_mixed(grad_kernels, r0, r1)
+        if need_a:
+            block = cells[:, r0:r1].reshape(geo.num_cells, -1)
+            grad_a.addmm_(grad_mixed, block.t())
+        if need_w:
+            block = _workspace.get('grad_cells',
+                                   (geo.num_cells, grad_mixed.shape[1]),
+                                   grad_mixed)
+            torch.mm(attention.t(), grad_mixed, out=block)
+            grad_w[:, r0:r1] = block.view(geo.num_cells, rows, geo.c_i)
+    grad_x = None
+    if need_x:
+        grad_x = geo.columns_to_input(
+            grad_source, x) if geo.engine == 'gemm' else grad_source.reshape(
+                x.shape)
+    return (grad_x, grad_a,
+            None if grad_w is None else grad_w.reshape(warehouse.shape),
+            None if grad_s is None else grad_s.reshape(-1))
+
+
+def kw_conv_blocked(x: torch.Tensor,
+                    attention: torch.Tensor,
+                    warehouse: torch.Tensor,
+                    split: Tuple[int, int, int],
+                    weight_shape: Sequence[int],
+                    stride,
+                    padding,
+                    dilation,
+                    groups: int,
+                    bias: Optional[torch.Tensor] = None,
+                    out_scale: Optional[torch.Tensor] = None,
+                    engine: Optional[str] = None) -> torch.Tensor:
+    """The KW convolution with row-blocked assembly and recomputing backward.
+
+    Same arguments and result as :func:`~mmkw.cnn.kw_conv_reference`, plus:
+
+    Args:
+        out_scale (Tensor, optional): ``[C_out]`` factors applied to the
+            kernel rows (a folded BatchNorm). Defaults to None.
+        engine (str, optional): ``'gemm'`` or ``'conv'``; ``None`` picks by
+            shape (:func:`choose_engine`).
+    """
+    if engine is None:
+        engine = choose_engine(x.shape, weight_shape, stride, padding,
+                               dilation, groups)
+    elif engine not in ('gemm', 'conv'):
+        raise ValueError(f"engine must be 'gemm', 'conv' or None, got "
+                         f'{engine!r}')
+    elif engine == 'gemm':
+        kernel = tuple(weight_shape[2:])
+        if groups != 1:
+            raise ValueError(
+                f"the 'gemm' engine needs groups=1, got {groups}")
+        pointwise = all(k == 1 for k in kernel) and not any(padding)
+        if not pointwise and len(kernel) != 2:
+            raise ValueError(
+                f"the 'gemm' engine needs a 2-D kernel or a 1x1 one without "
+                f'padding, got kernel {kernel} with padding {tuple(padding)}')
+    out = BlockedKWConv.apply(x, attention, warehouse, out_scale,
+                              tuple(split), tuple(weight_shape),
+                              tuple(stride), tuple(padding), tuple(dilation),
+                              groups, engine)
+    if bias is not None:
+        out = out + bias.reshape(1, -1, *([1] * (x.dim() - 2)))
+    return out
