@@ -119,19 +119,24 @@ class KWAttention(nn.Module):
         other = self.fc3(basis)
         full = torch.cat(
             [other[:, :self.start], local, other[:, self.start:], zero], dim=1)
-        return full.reshape(-1, self.basis_bias.numel()) + self.basis_bias
+        return full.reshape(-1, self.num_mixtures *
+                            (self.num_cells + 1)) + self.basis_bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = x.reshape(*x.shape[:2], -1).mean(dim=-1)
+        pooled = x.flatten(2).mean(dim=-1)
         hidden = self.act1(self.norm1(self.fc1(pooled)))
         logits = self.fc2(hidden)
         if self.num_local_cells is not None:
             logits = self._map_to_cells(logits)
         z = logits.reshape(-1, self.num_cells + 1)
         z = z / (z.abs().sum(dim=1, keepdim=True) + 1e-3)
+        # (1 - tau) * z + tau * beta, written so that every operation takes
+        # z: torch.fx then records tau as the live buffer instead of baking
+        # ``1 - tau`` into a traced model as a constant. Bit-identical to the
+        # official form at tau = 0, 1/2 and 1.
         tau = self.temperature
-        z = ((1.0 - tau) * z.reshape(-1, self.num_mixtures, self.num_cells + 1)
-             + tau * self.init_assignment)
+        z = z.reshape(-1, self.num_mixtures, self.num_cells + 1)
+        z = (z - tau * z).addcmul(tau, self.init_assignment)
         return z.reshape(-1, self.num_cells + 1)[:, :-1]
 
     def extra_repr(self) -> str:

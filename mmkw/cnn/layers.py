@@ -118,11 +118,26 @@ class KWConvNd(nn.Module):
                 f'call manager.bind(network) after building the network')
         return self._manager[0].weights[self.warehouse]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self,
+                x: torch.Tensor,
+                out_scale: Optional[torch.Tensor] = None,
+                out_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Convolve ``x`` with its per-sample kernels.
+
+        Args:
+            x (Tensor): ``[B, C_in, *spatial]``.
+            out_scale (Tensor, optional): ``[C_out]`` factors of the output
+                channels, applied to the kernel rows (a folded norm, see
+                :mod:`mmkw.engine.efficient_conv_bn`). Defaults to None.
+            out_bias (Tensor, optional): ``[C_out]`` bias used instead of
+                the layer's own (which the caller has folded in).
+                Defaults to None.
+        """
         warehouse = self.warehouse_weight()
+        bias = self.bias if out_bias is None else out_bias
         return kw_conv(x, self.attention(x), warehouse, self.split,
                        self.weight_shape, self.stride, self.padding,
-                       self.dilation, self.groups, self.bias)
+                       self.dilation, self.groups, bias, out_scale)
 
     def extra_repr(self) -> str:
         s = (f'{self.in_channels}, {self.out_channels}, '
@@ -187,10 +202,12 @@ class KWLinear(KWConvNd):
         return self.out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        x = x.reshape(shape[0], -1, shape[-1]).transpose(1, 2)
+        # Shapes as tensors' attributes, not unpacked: torch.fx keeps the
+        # batch symbolic.
+        leading = x.shape[:-1]
+        x = x.reshape(x.shape[0], -1, x.shape[-1]).transpose(1, 2)
         out = super().forward(x)
-        return out.transpose(1, 2).reshape(*shape[:-1], self.out_channels)
+        return out.transpose(1, 2).reshape(leading + (self.out_channels, ))
 
     def extra_repr(self) -> str:
         return (f'in_features={self.in_channels}, '

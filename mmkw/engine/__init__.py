@@ -1,6 +1,10 @@
-"""MMEngine integration: checkpoint loading and training hooks."""
+"""MMEngine integration: checkpoint loading, efficient ConvBN, hooks."""
 from .checkpoint import (CheckpointLoadError, load_from_local,
                          safe_checkpoint_globals)
+from .efficient_conv_bn import (KWTracer,
+                                efficient_conv_bn_eval_graph_transform,
+                                kw_conv_bn_eval_control,
+                                turn_on_efficient_conv_bn_eval)
 from .hooks import *  # noqa: F401,F403
 from .hooks import __all__ as _hooks
 from .launch import (add_common_args, build_runner, load_config,
@@ -8,6 +12,8 @@ from .launch import (add_common_args, build_runner, load_config,
 
 __all__ = [
     'CheckpointLoadError', 'load_from_local', 'safe_checkpoint_globals',
+    'KWTracer', 'efficient_conv_bn_eval_graph_transform',
+    'kw_conv_bn_eval_control', 'turn_on_efficient_conv_bn_eval',
     'add_common_args', 'parse_common_args', 'build_runner', 'load_config',
     'setup_cpu_distributed'
 ] + list(_hooks)
