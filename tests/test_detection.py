@@ -286,3 +286,38 @@ def test_generator_arguments(tmp_path):
     generate_demo_shapes(
         str(tmp_path), num_train=1, num_val=1, overwrite=True)
     assert sorted(os.listdir(tmp_path / 'train')) == ['00000.png']
+
+
+def _one_iteration_losses(cfg, tiny_data, work_dir, checkpoint):
+    cfg.model.backbone.init_cfg.checkpoint = str(checkpoint)
+    cfg.randomness = dict(seed=0)
+    runner = Runner.from_cfg(_shrink(cfg, tiny_data, work_dir, factor=0.1))
+    runner.train()
+    hub = runner.message_hub
+    losses = {key[len('train/'):]: float(hub.get_scalar(key).current())
+              for key in hub.log_scalars
+              if key.startswith('train/loss')}
+    return runner, losses
+
+
+def test_efficient_conv_bn_eval_key_trains_kw_r50_mask_rcnn(
+        tiny_data, tmp_path):
+    """``efficient_conv_bn_eval = ['backbone']``, MMEngine's own key, folds
+    the frozen BatchNorms into the KW convolutions; the losses stay those of
+    the unfolded model."""
+    cfg = Config.fromfile(CONFIG_DIR / 'mask-rcnn_kw-r50_1x_coco.py')
+    assert cfg.model.backbone.norm_eval is True
+    checkpoint = tmp_path / 'kw_backbone.pth'
+    _save_backbone_checkpoint(cfg.model.backbone, checkpoint)
+    _, expected = _one_iteration_losses(
+        copy.deepcopy(cfg), tiny_data, tmp_path / 'plain', checkpoint)
+    cfg.efficient_conv_bn_eval = ['backbone']
+    runner, losses = _one_iteration_losses(cfg, tiny_data,
+                                           tmp_path / 'folded', checkpoint)
+    graph = runner.model.backbone.forward.__self__.graph
+    folded = [n for n in graph.nodes
+              if getattr(n.target, '__name__', '') == 'kw_conv_bn_eval_control']
+    assert len(folded) == 50  # every KW conv of KW-ResNet50 1x
+    assert set(losses) == set(expected) and 'loss' in losses
+    for key, value in expected.items():
+        assert losses[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
