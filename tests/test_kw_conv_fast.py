@@ -23,6 +23,7 @@ LAYERS = {
     '3x1 padded': (8, 8, (3, 1), 1, (1, 0), 1, 8, 4, 9, 5),
     '1x1 padded': (8, 8, (1, 1), 1, 1, 1, 8, 8, 3, 4),
     'depthwise 3x3': (16, 16, (3, 3), 1, 1, 16, 8, 1, 10, 6),
+    'depthwise 3x3 large map': (16, 16, (3, 3), 1, 1, 16, 8, 1, 10, 12),
     'grouped 3x3': (8, 16, (3, 3), 1, 1, 2, 8, 4, 6, 5),
     'large map 3x3': (8, 8, (3, 3), 1, 1, 1, 8, 8, 6, 20),
     '1-D k3': (8, 16, (3, ), 1, 1, 1, 8, 8, 6, 11),
@@ -161,6 +162,17 @@ def test_backward_keeps_input_and_attention_not_kernels():
     per_sample_kernels = 8 * 16 * 8 * 9 * 4
     assert saved_bytes(lambda: reference(leaves, geometry, True)) >= \
         per_sample_kernels
+
+
+def test_small_kernels_are_kept_instead_of_recomputed():
+    """Kernels 8x smaller than the input cost less to keep than to mix
+    again (depthwise layers on large maps)."""
+    tensors, geometry = make_inputs('depthwise 3x3 large map', 8)
+    leaves = {k: v.requires_grad_(True) for k, v in tensors.items()}
+    kept = saved_bytes(lambda: fast(leaves, geometry, False))
+    kernels = 8 * 16 * 1 * 9 * 4
+    inputs = sum(leaves[k].nbytes for k in ('x', 'attention', 'warehouse'))
+    assert kept == inputs + kernels
 
 
 def test_engine_errors():

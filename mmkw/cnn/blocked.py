@@ -21,6 +21,7 @@ An optional per-output-channel ``out_scale`` multiplies the kernel rows as
 they are assembled: a frozen BatchNorm folded into the convolution
 (:mod:`mmkw.engine.efficient_conv_bn`), with its gradient.
 """
+import functools
 import math
 import threading
 from typing import Optional, Sequence, Tuple
@@ -39,6 +40,8 @@ BLOCK_BYTES = 4 << 20
 UNFOLD_BYTES = 16 << 20
 #: Output positions up to which a k>1 layer uses the ``gemm`` engine.
 GEMM_MAX_POSITIONS = 256
+#: Kernels kept for backward when the input is this many times larger.
+KEEP_KERNELS_RATIO = 8
 
 
 class _Workspace(threading.local):
@@ -102,19 +105,21 @@ def block_rows(batch: int, weight_shape: Sequence[int], split, c_o: int,
 
 
 class _Geometry:
-    """Shapes and conv arguments of one call, shared by forward/backward."""
+    """Shapes and conv arguments of one call, shared by forward/backward
+    (pure ints, cached per layer and input shape by :func:`_geometry`)."""
 
-    def __init__(self, x, warehouse, split, weight_shape, stride, padding,
-                 dilation, groups, engine):
-        self.batch = x.shape[0]
-        self.in_spatial = tuple(x.shape[2:])
+    def __init__(self, x_shape, itemsize, warehouse_shape, split,
+                 weight_shape, stride, padding, dilation, groups, engine):
+        self.batch = x_shape[0]
+        self.in_spatial = tuple(x_shape[2:])
         self.split = split
         self.weight_shape = tuple(weight_shape)
         self.kernel = self.weight_shape[2:]
         self.stride, self.padding = tuple(stride), tuple(padding)
         self.dilation, self.groups = tuple(dilation), groups
-        self.engine = engine
-        self.num_cells, self.c_o, self.c_i = warehouse.shape[:3]
+        self.engine = engine or choose_engine(x_shape, weight_shape, stride,
+                                              padding, dilation, groups)
+        self.num_cells, self.c_o, self.c_i = warehouse_shape[:3]
         self.out_spatial = tuple(
             _out_size(*a) for a in zip(self.in_spatial, self.kernel,
                                        self.stride, self.padding,
@@ -122,7 +127,12 @@ class _Geometry:
         self.pointwise = all(k == 1 for k in self.kernel) and not any(
             self.padding)
         self.rows = block_rows(self.batch, weight_shape, split, self.c_o,
-                               groups, x.element_size())
+                               groups, itemsize)
+        # Per-sample kernels this much smaller than the input are kept for
+        # backward (assembling them again would cost more than they weigh).
+        kernels = self.batch * math.prod(self.weight_shape)
+        self.keep_kernels = self.rows == self.c_o and (
+            kernels * KEEP_KERNELS_RATIO <= math.prod(x_shape))
 
     def blocks(self):
         for r0 in range(0, self.c_o, self.rows):
@@ -211,6 +221,18 @@ class _Geometry:
         return out.reshape(self.batch, kernels.shape[1], -1)
 
 
+@functools.lru_cache(maxsize=4096)
+def _cached_geometry(*args) -> _Geometry:
+    return _Geometry(*args)
+
+
+def _geometry(x, warehouse, *args) -> _Geometry:
+    args = (tuple(x.shape), x.element_size(), tuple(warehouse.shape), *args)
+    if torch.compiler.is_compiling():
+        return _Geometry(*args)
+    return _cached_geometry(*args)
+
+
 def _compute_dtype(*tensors) -> torch.dtype:
     """The dtype autocast would run the matrix products in, else the
     input's."""
@@ -232,19 +254,21 @@ class BlockedKWConv(torch.autograd.Function):
         with torch.autocast(x.device.type, enabled=False):
             xc, ac, wc = (t.to(dtype) for t in (x, attention, warehouse))
             sc = None if out_scale is None else out_scale.to(dtype)
-            geo = _Geometry(xc, wc, split, weight_shape, stride, padding,
+            geo = _geometry(xc, wc, split, weight_shape, stride, padding,
                             dilation, groups, engine)
-            out = _forward(geo, xc, ac, wc, sc)
+            keep = geo.keep_kernels and out_scale is None and any(
+                ctx.needs_input_grad[:3])
+            out, kernels = _forward(geo, xc, ac, wc, sc, keep)
         ctx.geo = geo
         ctx.dtypes = (x.dtype, attention.dtype, warehouse.dtype,
                       None if out_scale is None else out_scale.dtype, dtype)
-        ctx.save_for_backward(x, attention, warehouse, out_scale)
+        ctx.save_for_backward(x, attention, warehouse, out_scale, kernels)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        x, attention, warehouse, out_scale = ctx.saved_tensors
+        x, attention, warehouse, out_scale, kernels = ctx.saved_tensors
         *in_dtypes, dtype = ctx.dtypes
         needs = ctx.needs_input_grad[:4]
         with torch.autocast(grad_out.device.type, enabled=False):
@@ -252,14 +276,16 @@ class BlockedKWConv(torch.autograd.Function):
                 None if t is None else t.to(dtype)
                 for t in (x, attention, warehouse, out_scale)
             ]
-            grads = _backward(ctx.geo, grad_out.to(dtype), *args, needs)
+            grads = _backward(ctx.geo, grad_out.to(dtype), *args, needs,
+                              kernels)
         grads = [
             None if g is None else g.to(d) for g, d in zip(grads, in_dtypes)
         ]
         return (*grads, None, None, None, None, None, None, None)
 
 
-def _forward(geo: _Geometry, x, attention, warehouse, scale):
+def _forward(geo: _Geometry, x, attention, warehouse, scale, keep=False):
+    """The output, and the kernels if ``keep`` (single block only)."""
     cells = warehouse.reshape(geo.num_cells, geo.c_o, geo.c_i)
     source = geo.columns(x) if geo.engine == 'gemm' else x.reshape(
         1, -1, *geo.in_spatial)
@@ -272,16 +298,17 @@ def _forward(geo: _Geometry, x, attention, warehouse, scale):
         result = geo.convolve(source, kernels,
                               None if len(blocks) == 1 else 'result')
         if len(blocks) == 1:
-            return result.reshape(geo.batch, c_out, *geo.out_spatial)
+            return (result.reshape(geo.batch, c_out, *geo.out_spatial),
+                    kernels.clone() if keep else None)
         if out is None:
             out = x.new_empty(geo.batch, c_out, *geo.out_spatial)
         geo.out_rows(out, r0, r1).copy_(
             result.reshape(geo.batch, geo.split[1], r1 - r0, -1))
-    return out
+    return out, None
 
 
 def _backward(geo: _Geometry, grad_out, x, attention, warehouse, scale,
-              needs):
+              needs, kept=None):
     need_x, need_a, need_w, need_s = needs
     need_kernels = need_a or need_w or need_s
     cells = warehouse.reshape(geo.num_cells, geo.c_o, geo.c_i)
@@ -298,10 +325,13 @@ def _backward(geo: _Geometry, grad_out, x, attention, warehouse, scale,
                          device=x.device) if need_s else None
     for r0, r1 in geo.blocks():
         rows = r1 - r0
-        mixed = geo.mixed(attention, cells, r0, r1)
-        plain = geo.to_kernels(mixed, r0, r1)
-        kernels = plain if scale is None else geo.to_kernels(
-            mixed, r0, r1, scale, name='scaled_kernels')
+        if kept is not None:  # the single block's (unscaled) kernels
+            plain = kernels = kept.to(x.dtype)
+        else:
+            mixed = geo.mixed(attention, cells, r0, r1)
+            plain = geo.to_kernels(mixed, r0, r1)
+            kernels = plain if scale is None else geo.to_kernels(
+                mixed, r0, r1, scale, name='scaled_kernels')
         grad_block = geo.out_rows(grad_out, r0, r1)
         if not grad_block.is_contiguous():
             grad_block = _workspace.get('grad_block', grad_block.shape,
@@ -378,13 +408,10 @@ def kw_conv_blocked(x: torch.Tensor,
         engine (str, optional): ``'gemm'`` or ``'conv'``; ``None`` picks by
             shape (:func:`choose_engine`).
     """
-    if engine is None:
-        engine = choose_engine(x.shape, weight_shape, stride, padding,
-                               dilation, groups)
-    elif engine not in ('gemm', 'conv'):
+    if engine is not None and engine not in ('gemm', 'conv'):
         raise ValueError(f"engine must be 'gemm', 'conv' or None, got "
                          f'{engine!r}')
-    elif engine == 'gemm':
+    if engine == 'gemm':
         kernel = tuple(weight_shape[2:])
         if groups != 1:
             raise ValueError(
