@@ -231,3 +231,21 @@ def test_kw_conv_dispatches_out_scale_on_both_implementations():
                         t['bias'], t['out_scale']))
     torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(results[1], reference(t, geometry, True))
+
+
+def test_torch_compile_traces_one_graph():
+    """Dynamo traces the blocked conv (forward and backward) into one graph
+    (``aot_eager``: no C++ compiler needed) with the eager results."""
+    torch.manual_seed(0)
+    net = TwoLayers().train()
+    compiled = torch.compile(net, backend='aot_eager', fullgraph=True)
+    x = torch.randn(4, 8, 6, 6)
+    expected = net(x)
+    expected.square().sum().backward()
+    grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    got = compiled(x)
+    got.square().sum().backward()
+    torch.testing.assert_close(got, expected)
+    for p, g in zip(net.parameters(), grads):
+        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-6)

@@ -21,6 +21,7 @@ An optional per-output-channel ``out_scale`` multiplies the kernel rows as
 they are assembled: a frozen BatchNorm folded into the convolution
 (:mod:`mmkw.engine.efficient_conv_bn`), with its gradient.
 """
+import contextlib
 import functools
 import math
 import threading
@@ -40,6 +41,8 @@ BLOCK_BYTES = 4 << 20
 UNFOLD_BYTES = 16 << 20
 #: Output positions up to which a k>1 layer uses the ``gemm`` engine.
 GEMM_MAX_POSITIONS = 256
+#: Smaller intermediates are allocated afresh (cheap below the mmap size).
+SCRATCH_MIN_NUMEL = 1 << 15
 #: Kernels kept for backward when the input is this many times larger.
 KEEP_KERNELS_RATIO = 8
 
@@ -56,19 +59,22 @@ class _Workspace(threading.local):
     def __init__(self):
         self.buffers = {}
 
-    def get(self, name: str, shape, like: torch.Tensor) -> torch.Tensor:
-        numel = math.prod(shape)
-        if torch.compiler.is_compiling():
-            return like.new_empty(shape)
-        key = (name, like.device, like.dtype)
-        flat = self.buffers.get(key)
-        if flat is None or flat.numel() < numel:
-            flat = like.new_empty(numel)
-            self.buffers[key] = flat
-        return flat[:numel].view(shape)
-
 
 _workspace = _Workspace()
+
+
+def _scratch(name: str, shape, like: torch.Tensor) -> torch.Tensor:
+    """A contiguous ``shape`` buffer of ``like``'s dtype and device, reused
+    across calls (a fresh tensor under ``torch.compile``)."""
+    numel = math.prod(shape)
+    if numel < SCRATCH_MIN_NUMEL or torch.compiler.is_compiling():
+        return like.new_empty(shape)
+    key = (name, like.device, like.dtype)
+    flat = _workspace.buffers.get(key)
+    if flat is None or flat.numel() < numel:
+        flat = like.new_empty(numel)
+        _workspace.buffers[key] = flat
+    return flat[:numel].view(shape)
 
 
 def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:
@@ -82,13 +88,14 @@ def choose_engine(x_shape: Sequence[int], weight_shape: Sequence[int],
     kernel = tuple(weight_shape[2:])
     if groups != 1:
         return 'conv'
-    if all(k == 1 for k in kernel) and not any(padding):
+    if all([k == 1 for k in kernel]) and not any(padding):
         return 'gemm'
     if len(kernel) != 2:
         return 'conv'
-    positions = math.prod(
+    positions = math.prod([
         _out_size(*args)
-        for args in zip(x_shape[2:], kernel, stride, padding, dilation))
+        for args in zip(x_shape[2:], kernel, stride, padding, dilation)
+    ])
     unfolded = x_shape[0] * weight_shape[1] * math.prod(kernel) * positions
     if positions <= GEMM_MAX_POSITIONS and unfolded * 4 <= UNFOLD_BYTES:
         return 'gemm'
@@ -120,11 +127,12 @@ class _Geometry:
         self.engine = engine or choose_engine(x_shape, weight_shape, stride,
                                               padding, dilation, groups)
         self.num_cells, self.c_o, self.c_i = warehouse_shape[:3]
-        self.out_spatial = tuple(
+        self.out_spatial = tuple([
             _out_size(*a) for a in zip(self.in_spatial, self.kernel,
                                        self.stride, self.padding,
-                                       self.dilation))
-        self.pointwise = all(k == 1 for k in self.kernel) and not any(
+                                       self.dilation)
+        ])
+        self.pointwise = all([k == 1 for k in self.kernel]) and not any(
             self.padding)
         self.rows = block_rows(self.batch, weight_shape, split, self.c_o,
                                groups, itemsize)
@@ -135,26 +143,27 @@ class _Geometry:
             kernels * KEEP_KERNELS_RATIO <= math.prod(x_shape))
 
     def blocks(self):
-        for r0 in range(0, self.c_o, self.rows):
-            yield r0, min(self.c_o, r0 + self.rows)
+        """``(first, end)`` cell rows of each block."""
+        return [(r0, min(self.c_o, r0 + self.rows))
+                for r0 in range(0, self.c_o, self.rows)]
 
     # -- the input as the matrix of the gemm engine, and its adjoint -------
     def columns(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C_in * prod(k), L]``."""
         if self.pointwise:
             index = (slice(None), slice(None)) + tuple(
-                slice(None, None, s) for s in self.stride)
+                [slice(None, None, s) for s in self.stride])
             return x[index].reshape(self.batch, x.shape[1], -1)
         return F.unfold(x, self.kernel, self.dilation, self.padding,
                         self.stride)
 
     def columns_to_input(self, cols: torch.Tensor, like: torch.Tensor):
         if self.pointwise:
-            if all(s == 1 for s in self.stride):
+            if all([s == 1 for s in self.stride]):
                 return cols.reshape(like.shape)
             grad = like.new_zeros(like.shape)
             index = (slice(None), slice(None)) + tuple(
-                slice(None, None, s) for s in self.stride)
+                [slice(None, None, s) for s in self.stride])
             grad[index] = cols.reshape(self.batch, like.shape[1],
                                        *self.out_spatial)
             return grad
@@ -165,7 +174,7 @@ class _Geometry:
     def mixed(self, attention, cells, r0, r1, name='mixed'):
         """``[B*m, rows*c_i]``: rows r0:r1 of every mixture's cell."""
         block = cells[:, r0:r1].reshape(self.num_cells, -1)  # a view
-        out = _workspace.get(name, (attention.shape[0], block.shape[1]),
+        out = _scratch(name, (attention.shape[0], block.shape[1]),
                              attention)
         return torch.mm(attention, block, out=out)
 
@@ -178,7 +187,7 @@ class _Geometry:
         shape = (self.batch, g_o * rows, g_i * self.c_i * g_s)
         if scale is None and view.is_contiguous():
             return view.reshape(shape)
-        kernels = _workspace.get(name, view.shape, mixed)
+        kernels = _scratch(name, view.shape, mixed)
         if scale is None:
             kernels.copy_(view)
         else:
@@ -195,7 +204,7 @@ class _Geometry:
         shape = (self.batch * g_s * g_o * g_i, rows * self.c_i)
         if view.is_contiguous():
             return view.reshape(shape)
-        mixed = _workspace.get('grad_mixed', view.shape, kernels)
+        mixed = _scratch('grad_mixed', view.shape, kernels)
         return mixed.copy_(view).view(shape)
 
     def out_rows(self, tensor, r0, r1):
@@ -210,7 +219,7 @@ class _Geometry:
         if self.engine == 'gemm':
             if name is None:
                 return torch.bmm(kernels, x_or_cols)
-            out = _workspace.get(
+            out = _scratch(
                 name, (self.batch, kernels.shape[1], x_or_cols.shape[2]),
                 kernels)
             return torch.bmm(kernels, x_or_cols, out=out)
@@ -226,62 +235,74 @@ def _cached_geometry(*args) -> _Geometry:
     return _Geometry(*args)
 
 
-def _geometry(x, warehouse, *args) -> _Geometry:
-    args = (tuple(x.shape), x.element_size(), tuple(warehouse.shape), *args)
+def _geometry(x_shape, itemsize, warehouse_shape, *args) -> _Geometry:
+    args = (tuple(x_shape), itemsize, tuple(warehouse_shape), *args)
     if torch.compiler.is_compiling():
         return _Geometry(*args)
     return _cached_geometry(*args)
 
 
-def _compute_dtype(*tensors) -> torch.dtype:
-    """The dtype autocast would run the matrix products in, else the
-    input's."""
-    device = tensors[0].device.type
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype autocast would run the matrix products in, else ``x``'s."""
+    device = x.device.type
     if torch.is_autocast_enabled(device):
         return torch.get_autocast_dtype(device)
-    return tensors[0].dtype
+    return x.dtype
+
+
+def _no_autocast(x: torch.Tensor):
+    """Autocast off for ``x``'s device (inputs are cast explicitly)."""
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.autocast(device, enabled=False)
+    return contextlib.nullcontext()
 
 
 class BlockedKWConv(torch.autograd.Function):
     """Autograd of the blocked KW convolution (kernels recomputed in
-    backward). Inputs: ``x, attention, warehouse, out_scale`` plus the
-    static layer geometry."""
+    backward unless small). Inputs: ``x, attention, warehouse, out_scale``
+    and the call's :class:`_Geometry`."""
 
     @staticmethod
-    def forward(ctx, x, attention, warehouse, out_scale, split, weight_shape,
-                stride, padding, dilation, groups, engine):
-        dtype = _compute_dtype(x, attention, warehouse)
-        with torch.autocast(x.device.type, enabled=False):
-            xc, ac, wc = (t.to(dtype) for t in (x, attention, warehouse))
-            sc = None if out_scale is None else out_scale.to(dtype)
-            geo = _geometry(xc, wc, split, weight_shape, stride, padding,
-                            dilation, groups, engine)
-            keep = geo.keep_kernels and out_scale is None and any(
-                ctx.needs_input_grad[:3])
-            out, kernels = _forward(geo, xc, ac, wc, sc, keep)
+    def forward(ctx, x, attention, warehouse, out_scale, geo):
+        keep = geo.keep_kernels and out_scale is None and (
+            ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+            or ctx.needs_input_grad[2])
+        out, kernels = _cast_and_forward(geo, x, attention, warehouse,
+                                         out_scale, keep)
         ctx.geo = geo
-        ctx.dtypes = (x.dtype, attention.dtype, warehouse.dtype,
-                      None if out_scale is None else out_scale.dtype, dtype)
+        ctx.dtype = _compute_dtype(x)
         ctx.save_for_backward(x, attention, warehouse, out_scale, kernels)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        x, attention, warehouse, out_scale, kernels = ctx.saved_tensors
-        *in_dtypes, dtype = ctx.dtypes
-        needs = ctx.needs_input_grad[:4]
-        with torch.autocast(grad_out.device.type, enabled=False):
+        saved = ctx.saved_tensors
+        dtype = ctx.dtype
+        with _no_autocast(grad_out):
             args = [
-                None if t is None else t.to(dtype)
-                for t in (x, attention, warehouse, out_scale)
+                None if t is None else t.to(dtype) for t in saved[:4]
             ]
-            grads = _backward(ctx.geo, grad_out.to(dtype), *args, needs,
-                              kernels)
+            grads = _backward(ctx.geo, grad_out.to(dtype), *args,
+                              ctx.needs_input_grad[:4], saved[4])
         grads = [
-            None if g is None else g.to(d) for g, d in zip(grads, in_dtypes)
+            None if g is None else g.to(t.dtype)
+            for g, t in zip(grads, saved)
         ]
-        return (*grads, None, None, None, None, None, None, None)
+        return (*grads, None)
+
+
+def _cast_and_forward(geo: _Geometry, x, attention, warehouse, scale,
+                      keep: bool):
+    """:func:`_forward` in the dtype autocast would use, autocast off."""
+    dtype = _compute_dtype(x)
+    with _no_autocast(x):
+        args = [
+            t if t is None or t.dtype == dtype else t.to(dtype)
+            for t in (x, attention, warehouse, scale)
+        ]
+        return _forward(geo, *args, keep)
 
 
 def _forward(geo: _Geometry, x, attention, warehouse, scale, keep=False):
@@ -334,7 +355,7 @@ def _backward(geo: _Geometry, grad_out, x, attention, warehouse, scale,
                 mixed, r0, r1, scale, name='scaled_kernels')
         grad_block = geo.out_rows(grad_out, r0, r1)
         if not grad_block.is_contiguous():
-            grad_block = _workspace.get('grad_block', grad_block.shape,
+            grad_block = _scratch('grad_block', grad_block.shape,
                                         grad_out).copy_(grad_block)
         grad_block = grad_block.view(geo.batch, g_o * rows, -1)
         if geo.engine == 'gemm':
@@ -342,7 +363,7 @@ def _backward(geo: _Geometry, grad_out, x, attention, warehouse, scale,
                 grad_source.baddbmm_(kernels.transpose(1, 2), grad_block)
             grad_kernels = None
             if need_kernels:
-                grad_kernels = _workspace.get('grad_kernels', kernels.shape,
+                grad_kernels = _scratch('grad_kernels', kernels.shape,
                                               kernels)
                 torch.bmm(grad_block, source.transpose(1, 2),
                           out=grad_kernels)
@@ -371,9 +392,8 @@ def _backward(geo: _Geometry, grad_out, x, attention, warehouse, scale,
             block = cells[:, r0:r1].reshape(geo.num_cells, -1)
             grad_a.addmm_(grad_mixed, block.t())
         if need_w:
-            block = _workspace.get('grad_cells',
-                                   (geo.num_cells, grad_mixed.shape[1]),
-                                   grad_mixed)
+            block = _scratch('grad_cells',
+                             (geo.num_cells, grad_mixed.shape[1]), grad_mixed)
             torch.mm(attention.t(), grad_mixed, out=block)
             grad_w[:, r0:r1] = block.view(geo.num_cells, rows, geo.c_i)
     grad_x = None
@@ -421,10 +441,18 @@ def kw_conv_blocked(x: torch.Tensor,
             raise ValueError(
                 f"the 'gemm' engine needs a 2-D kernel or a 1x1 one without "
                 f'padding, got kernel {kernel} with padding {tuple(padding)}')
-    out = BlockedKWConv.apply(x, attention, warehouse, out_scale,
-                              tuple(split), tuple(weight_shape),
-                              tuple(stride), tuple(padding), tuple(dilation),
-                              groups, engine)
+    itemsize = _compute_dtype(x).itemsize
+    geo = _geometry(x.shape, itemsize, warehouse.shape, tuple(split),
+                    tuple(weight_shape), tuple(stride), tuple(padding),
+                    tuple(dilation), groups, engine)
+    if torch.is_grad_enabled() and (
+            x.requires_grad or attention.requires_grad
+            or warehouse.requires_grad or
+            (out_scale is not None and out_scale.requires_grad)):
+        out = BlockedKWConv.apply(x, attention, warehouse, out_scale, geo)
+    else:  # inference: no autograd node to build
+        out = _cast_and_forward(geo, x, attention, warehouse, out_scale,
+                                False)[0]
     if bias is not None:
         out = out + bias.reshape(1, -1, *([1] * (x.dim() - 2)))
     return out
