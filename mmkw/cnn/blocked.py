@@ -36,7 +36,7 @@ __all__ = ['kw_conv_blocked', 'choose_engine', 'block_rows']
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 #: Bytes of per-sample kernels assembled at once (one block of cell rows).
-BLOCK_BYTES = 4 << 20
+BLOCK_BYTES = 8 << 20
 #: Largest unfolded input (bytes) the ``gemm`` engine builds for a k>1 layer.
 UNFOLD_BYTES = 16 << 20
 #: Output positions up to which a k>1 layer uses the ``gemm`` engine.
@@ -65,9 +65,11 @@ _workspace = _Workspace()
 
 def _scratch(name: str, shape, like: torch.Tensor) -> torch.Tensor:
     """A contiguous ``shape`` buffer of ``like``'s dtype and device, reused
-    across calls (a fresh tensor under ``torch.compile``)."""
+    across calls on CPU (elsewhere, and under ``torch.compile``, a fresh
+    tensor: the CUDA caching allocator already reuses memory)."""
     numel = math.prod(shape)
-    if numel < SCRATCH_MIN_NUMEL or torch.compiler.is_compiling():
+    if numel < SCRATCH_MIN_NUMEL or like.device.type != 'cpu' or \
+            torch.compiler.is_compiling():
         return like.new_empty(shape)
     key = (name, like.device, like.dtype)
     flat = _workspace.buffers.get(key)
@@ -336,16 +338,20 @@ def _backward(geo: _Geometry, grad_out, x, attention, warehouse, scale,
     g_o = geo.split[1]
     if geo.engine == 'gemm':
         source = geo.columns(x)
-        grad_source = torch.zeros_like(source) if need_x else None
+        grad_source = source.new_empty(source.shape) if need_x else None
     else:
         source = x.reshape(1, -1, *geo.in_spatial)
         grad_source = None
-    grad_a = torch.zeros_like(attention) if need_a else None
-    grad_w = torch.zeros_like(cells) if need_w else None
+    # Written by the first block and accumulated by the others (every block
+    # writes its own rows of grad_w): no zero-filling of large buffers.
+    grad_a = attention.new_empty(attention.shape) if need_a else None
+    grad_w = cells.new_empty(cells.shape) if need_w else None
     grad_s = torch.zeros(g_o, geo.c_o, dtype=x.dtype,
                          device=x.device) if need_s else None
-    for r0, r1 in geo.blocks():
+    blocks = geo.blocks()
+    for r0, r1 in blocks:
         rows = r1 - r0
+        first = r0 == 0
         if kept is not None:  # the single block's (unscaled) kernels
             plain = kernels = kept.to(x.dtype)
         else:
@@ -359,7 +365,10 @@ def _backward(geo: _Geometry, grad_out, x, attention, warehouse, scale,
                                         grad_out).copy_(grad_block)
         grad_block = grad_block.view(geo.batch, g_o * rows, -1)
         if geo.engine == 'gemm':
-            if need_x:
+            if need_x and first:
+                torch.bmm(kernels.transpose(1, 2), grad_block,
+                          out=grad_source)
+            elif need_x:
                 grad_source.baddbmm_(kernels.transpose(1, 2), grad_block)
             grad_kernels = None
             if need_kernels:
@@ -390,8 +399,14 @@ def _backward(geo: _Geometry, grad_out, x, attention, warehouse, scale,
         grad_mixed = geo.to_mixed(grad_kernels, r0, r1)
         if need_a:
             block = cells[:, r0:r1].reshape(geo.num_cells, -1)
-            grad_a.addmm_(grad_mixed, block.t())
-        if need_w:
+            if first:
+                torch.mm(grad_mixed, block.t(), out=grad_a)
+            else:
+                grad_a.addmm_(grad_mixed, block.t())
+        if need_w and len(blocks) == 1:
+            torch.mm(attention.t(), grad_mixed,
+                     out=grad_w.view(geo.num_cells, -1))
+        elif need_w:
             block = _scratch('grad_cells',
                              (geo.num_cells, grad_mixed.shape[1]), grad_mixed)
             torch.mm(attention.t(), grad_mixed, out=block)
