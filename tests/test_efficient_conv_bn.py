@@ -4,16 +4,15 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
-
-import mmkw
 from mmengine.model.efficient_conv_bn_eval import \
     efficient_conv_bn_eval_control
 
+import mmkw
 from mmkw.cnn import KWConvNd
 from mmkw.engine import (kw_conv_bn_eval_control,
                          turn_on_efficient_conv_bn_eval)
 from mmkw.models import KWMobileNetV2, KWResNet
-from test_kw_conv_fast import saved_bytes
+from mmkw.utils import saved_tensor_bytes
 
 
 class Detector(nn.Module):
@@ -109,8 +108,8 @@ def test_folding_saves_the_conv_outputs():
     x = torch.randn(2, 3, 64, 64)
     weights = {p.untyped_storage().data_ptr() for p in backbone.parameters()}
     weights |= {p.untyped_storage().data_ptr() for p in folded.parameters()}
-    unfused = saved_bytes(lambda: backbone(x), exclude=weights)
-    fused = saved_bytes(lambda: folded(x), exclude=weights)
+    unfused = saved_tensor_bytes(lambda: backbone(x), exclude=weights)
+    fused = saved_tensor_bytes(lambda: folded(x), exclude=weights)
     # BatchNorm no longer keeps its input: about a third of the activations.
     assert fused < 0.75 * unfused, (fused, unfused)
 

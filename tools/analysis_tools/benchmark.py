@@ -23,7 +23,7 @@ import multiprocessing
 import resource
 import statistics
 import time
-from typing import Callable, Dict, List
+from typing import Dict, List
 
 import numpy as np
 import torch
@@ -33,8 +33,9 @@ from mmpretrain.models import ConvNeXt, MobileNetV2, ResNet
 import mmkw
 from mmkw.cnn import kw_conv_implementation
 from mmkw.models import KWConvNeXt, KWMobileNetV2, KWResNet
+from mmkw.utils import saved_tensor_bytes
 
-__all__ = ['MODELS', 'saved_bytes', 'measure', 'main']
+__all__ = ['MODELS', 'measure', 'main']
 
 #: name -> (plain builder, KW builder taking the budget)
 MODELS: Dict[str, tuple] = {
@@ -91,23 +92,6 @@ def parse_args(argv=None):
     return args
 
 
-def saved_bytes(step: Callable[[], None], exclude=()) -> int:
-    """Bytes autograd keeps for backward during ``step()``, each storage
-    counted once (parameters included unless their storages' data pointers
-    are in ``exclude``)."""
-    seen = {}
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in exclude:
-            seen[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        step()
-    return sum(seen.values())
-
-
 class Variant:
     """A model run one way: plain, KW reference, KW fast (maybe compiled)."""
 
@@ -144,7 +128,7 @@ class Variant:
         self.run(step)
 
     def saved(self, inputs) -> int:
-        return self.run(lambda: saved_bytes(lambda: self.loss(inputs)))
+        return self.run(lambda: saved_tensor_bytes(lambda: self.loss(inputs)))
 
 
 def measure(variants: List[Variant], fn, rounds: int) -> Dict[str, list]:
@@ -316,8 +300,8 @@ def benchmark_detector(args):
     first = None
     for label, model in models.items():
         weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
-        value = (saved_bytes(lambda: loss_of(label)),
-                 saved_bytes(lambda: loss_of(label), exclude=weights))
+        value = (saved_tensor_bytes(lambda: loss_of(label)),
+                 saved_tensor_bytes(lambda: loss_of(label), exclude=weights))
         first = first or value
         print(f'  {label:24s} {value[0] / 2**20:9.1f}  '
               f'{value[0] / first[0]:5.2f}x; {value[1] / 2**20:9.1f}  '
