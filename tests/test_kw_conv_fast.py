@@ -149,8 +149,8 @@ def test_backward_keeps_input_and_attention_not_kernels():
 
 
 def test_small_kernels_are_kept_instead_of_recomputed():
-    """Kernels 8x smaller than the input cost less to keep than to mix
-    again (depthwise layers on large maps)."""
+    """Kernels at most half the size of the input cost less to keep than to
+    mix again (depthwise layers)."""
     tensors, geometry = make_inputs('depthwise 3x3 large map', 8)
     leaves = {k: v.requires_grad_(True) for k, v in tensors.items()}
     kept = saved_tensor_bytes(lambda: fast(leaves, geometry, False))

@@ -17,9 +17,10 @@ Two engines convolve a block with its per-sample kernels:
   batch folded into the channels. (An ``unfold`` + matrix product variant
   was measured slower for every 3x3 ResNet shape at batch 1 and 8.)
 
-An optional per-output-channel ``out_scale`` multiplies the kernel rows as
-they are assembled: a frozen BatchNorm folded into the convolution
-(:mod:`mmkw.engine.efficient_conv_bn`), with its gradient.
+An optional per-output-channel ``out_scale`` (a frozen BatchNorm folded into
+the convolution, :mod:`mmkw.engine.efficient_conv_bn`) multiplies the output
+channels, which equals scaling the kernel rows; its gradient comes from the
+kernel gradient, so the unscaled output is never kept.
 """
 import contextlib
 import functools
@@ -41,7 +42,7 @@ BLOCK_BYTES = 32 << 20
 #: Smaller intermediates are allocated afresh (cheap below the mmap size).
 SCRATCH_MIN_NUMEL = 1 << 15
 #: Kernels kept for backward when the input is this many times larger.
-KEEP_KERNELS_RATIO = 8
+KEEP_KERNELS_RATIO = 2
 
 
 class _Workspace(threading.local):
@@ -158,34 +159,44 @@ class _Geometry:
                              attention)
         return torch.mm(attention, block, out=out)
 
-    def to_kernels(self, mixed, r0, r1, scale=None, name='kernels'):
+    def to_kernels(self, mixed, r0, r1):
         """Mixtures -> ``[B, G_o*rows, C_in/g * prod(k)]`` (conv layout)."""
         g_s, g_o, g_i = self.split
         rows = r1 - r0
         view = mixed.view(self.batch, g_s, g_o, g_i, rows,
                           self.c_i).permute(0, 2, 4, 3, 5, 1)
         shape = (self.batch, g_o * rows, g_i * self.c_i * g_s)
-        if scale is None and view.is_contiguous():
+        if view.is_contiguous():
             return view.reshape(shape)
-        kernels = _scratch(name, view.shape, mixed)
-        if scale is None:
-            kernels.copy_(view)
-        else:
-            torch.mul(view, scale.view(g_o, self.c_o)[:, r0:r1].reshape(
-                1, g_o, rows, 1, 1, 1), out=kernels)
-        return kernels.view(shape)
+        kernels = _scratch('kernels', view.shape, mixed)
+        return kernels.copy_(view).view(shape)
 
-    def to_mixed(self, kernels, r0, r1):
-        """Adjoint of :meth:`to_kernels` (without scale)."""
+    def to_mixed(self, kernels, r0, r1, scale=None):
+        """Adjoint of :meth:`to_kernels`, the rows multiplied by ``scale``
+        on the way if given (``kernels`` may be overwritten)."""
         g_s, g_o, g_i = self.split
         rows = r1 - r0
         view = kernels.view(self.batch, g_o, rows, g_i, self.c_i,
                             g_s).permute(0, 5, 1, 3, 2, 4)
         shape = (self.batch * g_s * g_o * g_i, rows * self.c_i)
+        factor = None if scale is None else scale.view(
+            g_o, self.c_o)[:, r0:r1].reshape(1, 1, g_o, 1, rows, 1)
         if view.is_contiguous():
-            return view.reshape(shape)
+            return (view if factor is None else view.mul_(factor)).reshape(
+                shape)
         mixed = _scratch('grad_mixed', view.shape, kernels)
-        return mixed.copy_(view).view(shape)
+        if factor is None:
+            mixed.copy_(view)
+        else:
+            torch.mul(view, factor, out=mixed)
+        return mixed.view(shape)
+
+    def grad_rows(self, grad, r0, r1, name):
+        """``[B, G_o*rows, L]``: the output gradient of one block."""
+        block = self.out_rows(grad, r0, r1)
+        if not block.is_contiguous():
+            block = _scratch(name, block.shape, grad).copy_(block)
+        return block.view(self.batch, -1, block.shape[-1])
 
     def out_rows(self, tensor, r0, r1):
         """Output channels of rows r0:r1 of every output group."""
@@ -246,7 +257,7 @@ class BlockedKWConv(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, attention, warehouse, out_scale, geo):
-        keep = geo.keep_kernels and out_scale is None and (
+        keep = geo.keep_kernels and (
             ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
             or ctx.needs_input_grad[2])
         out, kernels = _cast_and_forward(geo, x, attention, warehouse,
@@ -286,35 +297,51 @@ def _cast_and_forward(geo: _Geometry, x, attention, warehouse, scale,
         return _forward(geo, *args, keep)
 
 
+def _channel_view(scale: torch.Tensor, dims: int) -> torch.Tensor:
+    return scale.view(1, -1, *([1] * dims))
+
+
 def _forward(geo: _Geometry, x, attention, warehouse, scale, keep=False):
-    """The output, and the kernels if ``keep`` (single block only)."""
+    """The output, and the (unscaled) kernels if ``keep`` (single block).
+
+    A scale multiplies the output channels (the same as scaling the kernel
+    rows, but an activation-sized pass instead of a kernel-sized one).
+    """
     cells = warehouse.reshape(geo.num_cells, geo.c_o, geo.c_i)
     source = geo.columns(x) if geo.engine == 'gemm' else x.reshape(
         1, -1, *geo.in_spatial)
-    blocks = list(geo.blocks())
+    blocks = geo.blocks()
     c_out = geo.weight_shape[0]
-    out = None
+    out, kept = None, None
     for r0, r1 in blocks:
-        kernels = geo.to_kernels(geo.mixed(attention, cells, r0, r1), r0, r1,
-                                 scale)
+        kernels = geo.to_kernels(geo.mixed(attention, cells, r0, r1), r0, r1)
         result = geo.convolve(source, kernels,
                               None if len(blocks) == 1 else 'result')
         if len(blocks) == 1:
-            return (result.reshape(geo.batch, c_out, *geo.out_spatial),
-                    kernels.clone() if keep else None)
+            out = result.reshape(geo.batch, c_out, *geo.out_spatial)
+            kept = kernels.clone() if keep else None
+            break
         if out is None:
             out = x.new_empty(geo.batch, c_out, *geo.out_spatial)
         geo.out_rows(out, r0, r1).copy_(
             result.reshape(geo.batch, geo.split[1], r1 - r0, -1))
-    return out, None
+    if scale is not None:  # out is a fresh tensor
+        out.mul_(_channel_view(scale, len(geo.kernel)))
+    return out, kept
 
 
 def _backward(geo: _Geometry, grad_out, x, attention, warehouse, scale,
               needs, kept=None):
+    """Gradients of ``out = scale * conv(x, kernels)``. With K' the scaled
+    kernels and g the output gradient: dx = K^T (scale g), dK' = g x,
+    dK = scale dK', d scale = <dK', K> per output channel."""
     need_x, need_a, need_w, need_s = needs
     need_kernels = need_a or need_w or need_s
     cells = warehouse.reshape(geo.num_cells, geo.c_o, geo.c_i)
     g_o = geo.split[1]
+    grad_out_x = grad_out
+    if scale is not None and need_x:
+        grad_out_x = grad_out * _channel_view(scale, len(geo.kernel))
     if geo.engine == 'gemm':
         source = geo.columns(x)
         grad_source = source.new_empty(source.shape) if need_x else None
@@ -331,51 +358,45 @@ def _backward(geo: _Geometry, grad_out, x, attention, warehouse, scale,
     for r0, r1 in blocks:
         rows = r1 - r0
         first = r0 == 0
-        if kept is not None:  # the single block's (unscaled) kernels
-            plain = kernels = kept.to(x.dtype)
+        if kept is not None:  # the single block's kernels
+            kernels = kept.to(x.dtype)
         else:
-            mixed = geo.mixed(attention, cells, r0, r1)
-            plain = geo.to_kernels(mixed, r0, r1)
-            kernels = plain if scale is None else geo.to_kernels(
-                mixed, r0, r1, scale, name='scaled_kernels')
-        grad_block = geo.out_rows(grad_out, r0, r1)
-        if not grad_block.is_contiguous():
-            grad_block = _scratch('grad_block', grad_block.shape,
-                                        grad_out).copy_(grad_block)
-        grad_block = grad_block.view(geo.batch, g_o * rows, -1)
+            kernels = geo.to_kernels(geo.mixed(attention, cells, r0, r1), r0,
+                                     r1)
+        grad_block = geo.grad_rows(grad_out, r0, r1, 'grad_block')
+        grad_block_x = grad_block if grad_out_x is grad_out else \
+            geo.grad_rows(grad_out_x, r0, r1, 'grad_block_x')
+        grad_kernels = None
         if geo.engine == 'gemm':
             if need_x and first:
-                torch.bmm(kernels.transpose(1, 2), grad_block,
+                torch.bmm(kernels.transpose(1, 2), grad_block_x,
                           out=grad_source)
             elif need_x:
-                grad_source.baddbmm_(kernels.transpose(1, 2), grad_block)
-            grad_kernels = None
+                grad_source.baddbmm_(kernels.transpose(1, 2), grad_block_x)
             if need_kernels:
                 grad_kernels = _scratch('grad_kernels', kernels.shape,
-                                              kernels)
+                                        kernels)
                 torch.bmm(grad_block, source.transpose(1, 2),
                           out=grad_kernels)
         else:
-            folded = kernels.reshape(-1, *geo.weight_shape[1:])
-            grad_x_part, grad_kernels, _ = torch.ops.aten.convolution_backward(
-                grad_block.reshape(1, -1, *geo.out_spatial), source, folded,
-                None, geo.stride, geo.padding, geo.dilation, False,
-                [0] * len(geo.kernel), geo.groups * geo.batch,
-                [need_x, need_kernels, False])
+            same = grad_block_x is grad_block
+            grad_x_part, grad_kernels = _conv_backward(
+                geo, grad_block_x, source, kernels, need_x,
+                need_kernels and same)
+            if need_kernels and not same:
+                grad_kernels = _conv_backward(geo, grad_block, source,
+                                              kernels, False, True)[1]
             if need_x:
                 grad_source = grad_x_part if grad_source is None else (
                     grad_source.add_(grad_x_part))
-            if need_kernels:
-                grad_kernels = grad_kernels.reshape(kernels.shape)
         if not need_kernels:
             continue
-        if need_s:
-            grad_s[:, r0:r1] += (grad_kernels * plain).sum(dim=2).view(
-                geo.batch, g_o, rows).sum(dim=0)
-        if scale is not None:
-            grad_kernels = grad_kernels.view(geo.batch, g_o, rows, -1) * \
-                scale.view(g_o, geo.c_o)[:, r0:r1].unsqueeze(-1)
-        grad_mixed = geo.to_mixed(grad_kernels, r0, r1)
+        if need_s:  # per kernel row: dot(dK', K), summed over the batch
+            width = kernels.shape[2]
+            dots = torch.bmm(grad_kernels.reshape(-1, 1, width),
+                             kernels.reshape(-1, width, 1))
+            grad_s[:, r0:r1] += dots.view(geo.batch, g_o, rows).sum(dim=0)
+        grad_mixed = geo.to_mixed(grad_kernels, r0, r1, scale)
         if need_a:
             block = cells[:, r0:r1].reshape(geo.num_cells, -1)
             if first:
@@ -398,6 +419,19 @@ def _backward(geo: _Geometry, grad_out, x, attention, warehouse, scale,
     return (grad_x, grad_a,
             None if grad_w is None else grad_w.reshape(warehouse.shape),
             None if grad_s is None else grad_s.reshape(-1))
+
+
+def _conv_backward(geo: _Geometry, grad_block, source, kernels, need_x,
+                   need_kernels):
+    """Input and kernel gradients of one block's grouped convolution."""
+    grad_x, grad_kernels, _ = torch.ops.aten.convolution_backward(
+        grad_block.reshape(1, -1, *geo.out_spatial), source,
+        kernels.reshape(-1, *geo.weight_shape[1:]), None, geo.stride,
+        geo.padding, geo.dilation, False, [0] * len(geo.kernel),
+        geo.groups * geo.batch, [need_x, need_kernels, False])
+    if need_kernels:
+        grad_kernels = grad_kernels.reshape(kernels.shape)
+    return grad_x, grad_kernels
 
 
 def kw_conv_blocked(x: torch.Tensor,
