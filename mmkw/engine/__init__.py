@@ -1,6 +1,6 @@
 """MMEngine integration: checkpoint loading, efficient ConvBN, hooks."""
-from .checkpoint import (CheckpointLoadError, load_from_local,
-                         safe_checkpoint_globals)
+from .checkpoint import (CheckpointLoadError, load_from_http,
+                         load_from_local, safe_checkpoint_globals)
 from .efficient_conv_bn import (KWTracer,
                                 efficient_conv_bn_eval_graph_transform,
                                 kw_conv_bn_eval_control,
@@ -11,7 +11,8 @@ from .launch import (add_common_args, build_runner, load_config,
                      parse_common_args, setup_cpu_distributed)
 
 __all__ = [
-    'CheckpointLoadError', 'load_from_local', 'safe_checkpoint_globals',
+    'CheckpointLoadError', 'load_from_local', 'load_from_http',
+    'safe_checkpoint_globals',
     'KWTracer', 'efficient_conv_bn_eval_graph_transform',
     'kw_conv_bn_eval_control', 'turn_on_efficient_conv_bn_eval',
     'add_common_args', 'parse_common_args', 'build_runner', 'load_config',

@@ -13,18 +13,34 @@ inside it), so ``--resume``, ``load_from`` and ``init_cfg=dict(type=
 exactly the globals listed in :func:`safe_checkpoint_globals`. Anything else
 in a file is refused with a :class:`CheckpointLoadError` that names the file
 and the offending object.
+
+Checkpoints named by URL are no safer in MMEngine: its ``http(s)://``
+loader calls ``torch.hub.load_state_dict_from_url``, whose ``weights_only``
+defaults to False, and ``torchvision://``, ``modelzoo://``,
+``open-mmlab://``, ``openmmlab://`` and ``mmcls://`` resolve to URLs and
+reach that same function. mmkw re-registers all of these schemes:
+:func:`load_from_http` downloads to the usual cache (``torch.hub``'s
+``checkpoints`` directory, rank 0 first as MMEngine does) and then loads the
+file with :func:`load_from_local`; the named schemes keep MMEngine's name
+tables. (``pavi://`` and ``s3://``/``petrel://`` already load with
+``torch.load``'s safe default.)
 """
+import os
 import os.path as osp
 import pickle
-from typing import Callable, List, Tuple, Union
+from typing import Callable, List, Optional, Tuple, Union
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
-from mmengine.logging import HistoryBuffer
+from mmengine.dist import get_dist_info
+from mmengine.logging import HistoryBuffer, print_log
 from mmengine.runner import CheckpointLoader
+from mmengine.runner import checkpoint as mmengine_checkpoint
 
 __all__ = [
-    'CheckpointLoadError', 'load_from_local', 'safe_checkpoint_globals'
+    'CheckpointLoadError', 'load_from_local', 'load_from_http',
+    'safe_checkpoint_globals'
 ]
 
 _NUMERIC_DTYPES = ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8',
@@ -171,5 +187,82 @@ def _first_line(error: Exception) -> str:
     return text.strip().splitlines()[0] if text.strip() else repr(error)
 
 
+def load_from_http(filename: str,
+                   map_location=None,
+                   model_dir: Optional[str] = None,
+                   progress: bool = os.isatty(0)):
+    """Download a checkpoint (once, into the cache) and load it safely.
+
+    Same contract as MMEngine's ``load_from_http``; the file is read by
+    :func:`load_from_local` (``weights_only=True`` with mmkw's allow-list).
+
+    Args:
+        filename (str): ``http://`` or ``https://`` URL.
+        map_location: Same as :func:`torch.load`. Defaults to None.
+        model_dir (str, optional): Cache directory. Defaults to
+            ``<torch.hub.get_dir()>/checkpoints``.
+        progress (bool): Show a download progress bar.
+
+    Raises:
+        CheckpointLoadError: If the downloaded file holds anything outside
+            the allow-list (the message names the URL and the object).
+    """
+    model_dir = model_dir or osp.join(torch.hub.get_dir(), 'checkpoints')
+    cached = osp.join(model_dir, osp.basename(urlparse(filename).path))
+    rank, world_size = get_dist_info()
+    if rank == 0 and not osp.isfile(cached):
+        os.makedirs(model_dir, exist_ok=True)
+        print_log(f'Downloading {filename} to {cached}', logger='current')
+        torch.hub.download_url_to_file(filename, cached, progress=progress)
+    if world_size > 1:
+        torch.distributed.barrier()
+    try:
+        return load_from_local(cached, map_location=map_location)
+    except CheckpointLoadError as e:
+        raise CheckpointLoadError(f'checkpoint {filename!r}: {e}') from e
+
+
+def load_from_torchvision(filename: str, map_location=None):
+    """``torchvision://NAME`` (or ``modelzoo://NAME``) through
+    :func:`load_from_http`, with MMEngine's name table."""
+    name = filename.split('://', 1)[1]
+    url = mmengine_checkpoint.get_torchvision_models()[name]
+    return load_from_http(url, map_location=map_location)
+
+
+def load_from_openmmlab(filename: str, map_location=None):
+    """``open-mmlab://NAME`` (or ``openmmlab://NAME``) through
+    :func:`load_from_http` or :func:`load_from_local`, with MMEngine's name
+    tables (deprecated names renamed as MMEngine does)."""
+    name = filename.split('://', 1)[1]
+    name = mmengine_checkpoint.get_deprecated_model_names().get(name, name)
+    url = mmengine_checkpoint.get_external_models()[name]
+    if url.startswith(('http://', 'https://')):
+        return load_from_http(url, map_location=map_location)
+    return load_from_local(
+        osp.join(mmengine_checkpoint._get_mmengine_home(), url),
+        map_location=map_location)
+
+
+def load_from_mmcls(filename: str, map_location=None):
+    """``mmcls://NAME`` through :func:`load_from_http`, with MMEngine's name
+    table and key renaming."""
+    url = mmengine_checkpoint.get_mmcls_models()[filename[len('mmcls://'):]]
+    return mmengine_checkpoint._process_mmcls_checkpoint(
+        load_from_http(url, map_location=map_location))
+
+
 CheckpointLoader.register_scheme(
     prefixes='', loader=load_from_local, force=True)
+CheckpointLoader.register_scheme(
+    prefixes=('http://', 'https://'), loader=load_from_http, force=True)
+CheckpointLoader.register_scheme(
+    prefixes=('modelzoo://', 'torchvision://'),
+    loader=load_from_torchvision,
+    force=True)
+CheckpointLoader.register_scheme(
+    prefixes=('open-mmlab://', 'openmmlab://'),
+    loader=load_from_openmmlab,
+    force=True)
+CheckpointLoader.register_scheme(
+    prefixes='mmcls://', loader=load_from_mmcls, force=True)
