@@ -7,7 +7,8 @@ and lets autograd keep them for backward. Here the warehouse is cut into
 blocks of cell rows (output channels): each block's per-sample kernels are
 mixed, used and dropped while they are still in cache, and the backward
 recomputes them instead of keeping them, so only the input and the
-attention are saved.
+attention are saved (kernels at most half the size of the input, as in
+depthwise layers, are kept: cheaper than mixing them again).
 
 Two engines convolve a block with its per-sample kernels:
 
@@ -48,8 +49,9 @@ KEEP_KERNELS_RATIO = 2
 class _Workspace(threading.local):
     """Scratch buffers reused across blocks and calls (one set per thread).
 
-    A block's intermediates are a few MB; allocating them afresh for every
-    block costs page faults that take longer than the arithmetic. The
+    A block's intermediates take up to :data:`BLOCK_BYTES` each; allocating
+    them afresh for every block costs page faults that take longer than the
+    arithmetic (the largest single cost of the reference path). The
     buffers never leave :class:`BlockedKWConv` (nothing returned or saved
     aliases them).
     """
