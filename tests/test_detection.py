@@ -315,8 +315,10 @@ def test_efficient_conv_bn_eval_key_trains_kw_r50_mask_rcnn(
     runner, losses = _one_iteration_losses(cfg, tiny_data,
                                            tmp_path / 'folded', checkpoint)
     graph = runner.model.backbone.forward.__self__.graph
-    folded = [n for n in graph.nodes
-              if getattr(n.target, '__name__', '') == 'kw_conv_bn_eval_control']
+    folded = [
+        n for n in graph.nodes
+        if getattr(n.target, '__name__', '') == 'kw_conv_bn_eval_control'
+    ]
     assert len(folded) == 50  # every KW conv of KW-ResNet50 1x
     assert set(losses) == set(expected) and 'loss' in losses
     for key, value in expected.items():

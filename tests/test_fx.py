@@ -67,7 +67,9 @@ def test_default_tracer_records_one_kw_conv_call_per_layer():
     graph = fx.symbolic_trace(backbone).graph
     calls = [n for n in graph.nodes if n.op == 'call_function'
              and getattr(n.target, '__name__', '') == 'kw_conv']
-    layers = [m for m in backbone.modules() if isinstance(m, mmkw.cnn.KWConvNd)]
+    layers = [
+        m for m in backbone.modules() if isinstance(m, mmkw.cnn.KWConvNd)
+    ]
     assert len(calls) == len(layers) == 19
     temperatures = {n.target for n in graph.nodes if n.op == 'get_attr'
                     and n.target.endswith('attention.temperature')}

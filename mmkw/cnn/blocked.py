@@ -125,8 +125,8 @@ class _Geometry:
         ])
         self.rows = block_rows(self.batch, weight_shape, split, self.c_o,
                                groups, itemsize, block_bytes)
-        # Per-sample kernels this much smaller than the input are kept for
-        # backward (assembling them again would cost more than they weigh).
+        # Per-sample kernels at most 1 / KEEP_KERNELS_RATIO of the input are
+        # kept for backward (mixing them again costs more than they weigh).
         kernels = self.batch * math.prod(self.weight_shape)
         self.keep_kernels = self.rows == self.c_o and (
             kernels * KEEP_KERNELS_RATIO <= math.prod(x_shape))
@@ -154,11 +154,11 @@ class _Geometry:
         return grad
 
     # -- kernels of one block of cell rows ---------------------------------
-    def mixed(self, attention, cells, r0, r1, name='mixed'):
+    def mixed(self, attention, cells, r0, r1):
         """``[B*m, rows*c_i]``: rows r0:r1 of every mixture's cell."""
         block = cells[:, r0:r1].reshape(self.num_cells, -1)  # a view
-        out = _scratch(name, (attention.shape[0], block.shape[1]),
-                             attention)
+        out = _scratch('mixed', (attention.shape[0], block.shape[1]),
+                       attention)
         return torch.mm(attention, block, out=out)
 
     def to_kernels(self, mixed, r0, r1):
