@@ -106,9 +106,9 @@ class _Geometry:
     """Shapes and conv arguments of one call, shared by forward/backward
     (pure ints, cached per layer and input shape by :func:`_geometry`)."""
 
-    def __init__(self, x_shape, itemsize, warehouse_shape, split,
-                 weight_shape, stride, padding, dilation, groups, engine,
-                 block_bytes):
+    def __init__(self, x_shape, dtype, warehouse_shape, split, weight_shape,
+                 stride, padding, dilation, groups, engine, block_bytes):
+        self.dtype = dtype  # the products run in it (autocast's, if on)
         self.batch = x_shape[0]
         self.in_spatial = tuple(x_shape[2:])
         self.split = split
@@ -124,7 +124,7 @@ class _Geometry:
                                        self.dilation)
         ])
         self.rows = block_rows(self.batch, weight_shape, split, self.c_o,
-                               groups, itemsize, block_bytes)
+                               groups, dtype.itemsize, block_bytes)
         # Per-sample kernels at most 1 / KEEP_KERNELS_RATIO of the input are
         # kept for backward (mixing them again costs more than they weigh).
         kernels = self.batch * math.prod(self.weight_shape)
@@ -228,8 +228,8 @@ def _cached_geometry(*args) -> _Geometry:
     return _Geometry(*args)
 
 
-def _geometry(x_shape, itemsize, warehouse_shape, *args) -> _Geometry:
-    args = (tuple(x_shape), itemsize, tuple(warehouse_shape), *args,
+def _geometry(x_shape, dtype, warehouse_shape, *args) -> _Geometry:
+    args = (tuple(x_shape), dtype, tuple(warehouse_shape), *args,
             BLOCK_BYTES)
     if torch.compiler.is_compiling():
         return _Geometry(*args)
@@ -265,7 +265,6 @@ class BlockedKWConv(torch.autograd.Function):
         out, kernels = _cast_and_forward(geo, x, attention, warehouse,
                                          out_scale, keep)
         ctx.geo = geo
-        ctx.dtype = _compute_dtype(x)
         ctx.save_for_backward(x, attention, warehouse, out_scale, kernels)
         return out
 
@@ -273,7 +272,7 @@ class BlockedKWConv(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out):
         saved = ctx.saved_tensors
-        dtype = ctx.dtype
+        dtype = ctx.geo.dtype
         with _no_autocast(grad_out):
             args = [
                 None if t is None else t.to(dtype) for t in saved[:4]
@@ -289,8 +288,8 @@ class BlockedKWConv(torch.autograd.Function):
 
 def _cast_and_forward(geo: _Geometry, x, attention, warehouse, scale,
                       keep: bool):
-    """:func:`_forward` in the dtype autocast would use, autocast off."""
-    dtype = _compute_dtype(x)
+    """:func:`_forward` in ``geo.dtype`` (autocast's), autocast off."""
+    dtype = geo.dtype
     with _no_autocast(x):
         args = [
             t if t is None or t.dtype == dtype else t.to(dtype)
@@ -361,7 +360,7 @@ def _backward(geo: _Geometry, grad_out, x, attention, warehouse, scale,
         rows = r1 - r0
         first = r0 == 0
         if kept is not None:  # the single block's kernels
-            kernels = kept.to(x.dtype)
+            kernels = kept
         else:
             kernels = geo.to_kernels(geo.mixed(attention, cells, r0, r1), r0,
                                      r1)
@@ -453,8 +452,9 @@ def kw_conv_blocked(x: torch.Tensor,
     Same arguments and result as :func:`~mmkw.cnn.kw_conv_reference`, plus:
 
     Args:
-        out_scale (Tensor, optional): ``[C_out]`` factors applied to the
-            kernel rows (a folded BatchNorm). Defaults to None.
+        out_scale (Tensor, optional): ``[C_out]`` factors of the output
+            channels, before ``bias`` (a folded BatchNorm). Defaults to
+            None.
         engine (str, optional): ``'gemm'`` (1x1 kernels without padding or
             groups) or ``'conv'``; ``None`` picks (:func:`choose_engine`).
     """
@@ -467,10 +467,9 @@ def kw_conv_blocked(x: torch.Tensor,
             f"the 'gemm' engine needs a 1x1 kernel without padding and "
             f'groups=1, got kernel {tuple(weight_shape[2:])}, padding '
             f'{tuple(padding)}, groups {groups}')
-    itemsize = _compute_dtype(x).itemsize
-    geo = _geometry(x.shape, itemsize, warehouse.shape, tuple(split),
-                    tuple(weight_shape), tuple(stride), tuple(padding),
-                    tuple(dilation), groups, engine)
+    geo = _geometry(x.shape, _compute_dtype(x), warehouse.shape,
+                    tuple(split), tuple(weight_shape), tuple(stride),
+                    tuple(padding), tuple(dilation), groups, engine)
     if torch.is_grad_enabled() and (
             x.requires_grad or attention.requires_grad
             or warehouse.requires_grad or

@@ -10,9 +10,8 @@ import contextlib
 from typing import Iterator, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 
-from .blocked import kw_conv_blocked
+from .blocked import _CONV, kw_conv_blocked
 
 __all__ = [
     'assemble_kernels', 'kw_conv_reference', 'kw_conv',
@@ -43,8 +42,6 @@ def kw_conv_implementation(name: str) -> Iterator[None]:
         yield
     finally:
         _implementation[0] = previous
-
-_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
 def assemble_kernels(attention: torch.Tensor, warehouse: torch.Tensor,
@@ -120,8 +117,9 @@ def kw_conv(x: torch.Tensor,
         stride, padding, dilation: As for ``torch.nn.functional.conv2d``.
         groups (int): Convolution groups of the layer.
         bias (Tensor, optional): Static ``[C_out]`` bias.
-        out_scale (Tensor, optional): ``[C_out]`` factors of the kernel
-            rows, applied before ``bias`` (a folded BatchNorm).
+        out_scale (Tensor, optional): ``[C_out]`` factors of the output
+            channels (equivalently of the kernel rows), applied before
+            ``bias`` (a folded BatchNorm).
 
     Returns:
         Tensor: ``[B, C_out, *spatial_out]``.
@@ -132,12 +130,12 @@ def kw_conv(x: torch.Tensor,
         return kw_conv_blocked(x, attention, warehouse, split, weight_shape,
                                stride, padding, dilation, groups, bias,
                                out_scale)
-    if out_scale is not None:
-        dims = len(weight_shape) - 2
-        out = kw_conv_reference(x, attention, warehouse, split, weight_shape,
-                                stride, padding, dilation, groups)
-        out = out * out_scale.reshape(1, -1, *([1] * dims))
-        return out if bias is None else out + bias.reshape(
-            1, -1, *([1] * dims))
-    return kw_conv_reference(x, attention, warehouse, split, weight_shape,
-                             stride, padding, dilation, groups, bias)
+    if out_scale is None:
+        return kw_conv_reference(x, attention, warehouse, split,
+                                 weight_shape, stride, padding, dilation,
+                                 groups, bias)
+    view = (1, -1, *([1] * (len(weight_shape) - 2)))
+    out = kw_conv_reference(x, attention, warehouse, split, weight_shape,
+                            stride, padding, dilation, groups)
+    out = out * out_scale.reshape(view)
+    return out if bias is None else out + bias.reshape(view)

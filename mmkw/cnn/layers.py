@@ -127,7 +127,7 @@ class KWConvNd(nn.Module):
         Args:
             x (Tensor): ``[B, C_in, *spatial]``.
             out_scale (Tensor, optional): ``[C_out]`` factors of the output
-                channels, applied to the kernel rows (a folded norm, see
+                channels, before the bias (a folded norm, see
                 :mod:`mmkw.engine.efficient_conv_bn`). Defaults to None.
             out_bias (Tensor, optional): ``[C_out]`` bias used instead of
                 the layer's own (which the caller has folded in).

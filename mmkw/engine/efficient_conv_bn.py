@@ -4,10 +4,11 @@ config folds every frozen BatchNorm into the KW convolution before it.
 "Efficient ConvBN Blocks for Transfer Learning and Beyond" (Wang et al.,
 ICLR 2024): a BatchNorm in eval mode is an affine map, so it can scale the
 kernel rows and shift the bias instead of normalising the conv output,
-which then need not be kept for backward. For a KW layer the scale is
-applied to each sample's assembled kernel rows (``out_scale`` of
-:func:`~mmkw.cnn.kw_conv`), and the blocked KW conv keeps only its input
-and attention for backward, so a folded KW ConvBN saves almost nothing.
+which then need not be kept for backward. For a KW layer the scale goes
+to ``out_scale`` of :func:`~mmkw.cnn.kw_conv`: the blocked KW conv applies
+it to the output channels (the same as scaling every sample's kernel rows)
+and takes its gradient from the kernel gradient, keeping only its input and
+attention for backward, so a folded KW ConvBN saves almost nothing.
 
 MMEngine's own pass (``mmengine.model.efficient_conv_bn_eval``) cannot be
 reused as it is: it only knows ``nn.modules.conv._ConvNd``, traces KW layers

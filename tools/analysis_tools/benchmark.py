@@ -11,19 +11,20 @@ is also given as a ratio to the plain network, taken round by round, so it
 survives a busy machine better than an absolute time. ``--detector`` adds a
 Mask R-CNN KW-R50 training step with and without ``efficient_conv_bn_eval``.
 
-Example (the README's figures)::
+Example (the first line gives the README's figures)::
 
-    python tools/analysis_tools/benchmark.py --threads 2
-    python tools/analysis_tools/benchmark.py --models resnet50:1 --compile
+    python tools/analysis_tools/benchmark.py --threads 2 --rounds 3 --detector
+    python tools/analysis_tools/benchmark.py --models resnet18:1 --compile
 """
 import argparse
 import copy
+import functools
 import gc
 import multiprocessing
 import resource
 import statistics
 import time
-from typing import Dict, List
+from typing import Callable, Dict
 
 import numpy as np
 import torch
@@ -131,17 +132,18 @@ class Variant:
         return self.run(lambda: saved_tensor_bytes(lambda: self.loss(inputs)))
 
 
-def measure(variants: List[Variant], fn, rounds: int) -> Dict[str, list]:
-    """Seconds of ``fn(variant)`` for each variant, interleaved by round
-    after one warm-up round."""
-    times = {v.label: [] for v in variants}
+def measure(runs: Dict[str, Callable[[], None]],
+            rounds: int) -> Dict[str, list]:
+    """Seconds of each ``runs[label]()``, interleaved by round after one
+    warm-up round."""
+    times = {label: [] for label in runs}
     for r in range(rounds + 1):
-        for v in variants:
+        for label, run in runs.items():
             gc.collect()
             start = time.perf_counter()
-            fn(v)
+            run()
             if r:
-                times[v.label].append(time.perf_counter() - start)
+                times[label].append(time.perf_counter() - start)
     return times
 
 
@@ -153,23 +155,24 @@ def _summary(times, base):
             f'({min(ratios):.2f}-{max(ratios):.2f})')
 
 
-def print_times(title, times):
-    print(f'\n{title}: ms median (min-max), ratio to plain median (min-max)')
-    base = times['plain']
+def print_times(title, times, base='plain', notes=None):
+    """One row per label; ``notes`` (label -> text) ends the rows."""
+    print(f'\n{title}: ms median (min-max), ratio to {base} median '
+          '(min-max)')
     for label, values in times.items():
-        print(f'  {label:22s} {_summary(values, base)}')
+        note = '' if notes is None else f'   {notes[label]}'
+        print(f'  {label:24s} {_summary(values, times[base])}{note}')
 
 
-def _rss_worker(name, budget, label, size, batch, threads, queue):
+def _rss_worker(name, budget, implementation, size, batch, threads, queue):
+    """``implementation`` None: the plain network."""
     if threads:
         torch.set_num_threads(threads)
     make_plain, make_kw = MODELS[name]
     torch.manual_seed(0)
-    model = make_plain() if label == 'plain' else make_kw(budget)
+    model = make_plain() if implementation is None else make_kw(budget)
     mmkw.set_temperature(model, 0.0)
-    variant = Variant(label, model,
-                      {'KW reference': 'reference',
-                       'KW fast': 'blocked'}.get(label))
+    variant = Variant(str(implementation), model, implementation)
     inputs = torch.randn(batch, 3, size, size)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for _ in range(2):
@@ -178,15 +181,15 @@ def _rss_worker(name, budget, label, size, batch, threads, queue):
     queue.put((before, after))
 
 
-def peak_rss(name, budget, label, args):
+def peak_rss(name, budget, implementation, args):
     """Peak RSS (MB) of a training step in a fresh process, and the RSS
     the process had before its first step."""
     ctx = multiprocessing.get_context('spawn')
     queue = ctx.Queue()
     proc = ctx.Process(
         target=_rss_worker,
-        args=(name, budget, label, args.size, args.train_batch, args.threads,
-              queue))
+        args=(name, budget, implementation, args.size, args.train_batch,
+              args.threads, queue))
     proc.start()
     before, after = queue.get()
     proc.join()
@@ -215,14 +218,16 @@ def benchmark_model(name, budget, args):
     if 'inference' not in args.skip:
         for batch in args.batch:
             inputs = torch.randn(batch, 3, args.size, args.size)
+            runs = {v.label: functools.partial(v.infer, inputs)
+                    for v in variants}
             print_times(f'inference, batch {batch}',
-                        measure(variants, lambda v: v.infer(inputs),
-                                args.rounds))
+                        measure(runs, args.rounds))
     inputs = torch.randn(args.train_batch, 3, args.size, args.size)
     if 'train' not in args.skip:
-        print_times(
-            f'training step, batch {args.train_batch}',
-            measure(variants, lambda v: v.train_step(inputs), args.rounds))
+        runs = {v.label: functools.partial(v.train_step, inputs)
+                for v in variants}
+        print_times(f'training step, batch {args.train_batch}',
+                    measure(runs, args.rounds))
     if 'saved' not in args.skip:
         print(f'\nsaved for backward, batch {args.train_batch}: MB, ratio '
               'to plain')
@@ -235,7 +240,7 @@ def benchmark_model(name, budget, args):
         print(f'\npeak RSS of a training step, batch {args.train_batch}, '
               'fresh process: MB (before the first step)')
         for v in variants[:3]:
-            before, after = peak_rss(name, budget, v.label, args)
+            before, after = peak_rss(name, budget, v.implementation, args)
             print(f'  {v.label:22s} {after:9.0f} ({before:.0f})')
 
 
@@ -282,20 +287,11 @@ def benchmark_detector(args):
 
     print(f'\n=== Mask R-CNN KW-R50 1x (configs/mask-rcnn_kw-r50_1x_coco.py)'
           f', 2 images {size}x{size}, norm_eval, frozen stage 1')
-    times = {k: [] for k in models}
-    for r in range(args.rounds + 1):
-        for label in models:
-            gc.collect()
-            start = time.perf_counter()
-            step(label)
-            if r:
-                times[label].append(time.perf_counter() - start)
-    base = times['unfolded']
-    print('training step: ms median (min-max), ratio to unfolded')
-    for label, values in times.items():
-        print(f'  {label:24s} {_summary(values, base)}   loss '
-              f'{losses[label]:.6f}')
-    print('saved for backward: MB, ratio to unfolded (all; activations '
+    times = measure({label: functools.partial(step, label)
+                     for label in models}, args.rounds)
+    print_times('training step', times, base='unfolded',
+                notes={k: f'loss {v:.6f}' for k, v in losses.items()})
+    print('\nsaved for backward: MB, ratio to unfolded (all; activations '
           'alone)')
     first = None
     for label, model in models.items():
