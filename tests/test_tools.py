@@ -20,6 +20,7 @@ def _tool(name: str):
 
 train = _tool('train')
 test = _tool('test')
+benchmark = _tool('analysis_tools/benchmark')
 
 
 def _train_cfg(*argv):
@@ -100,3 +101,14 @@ def test_show_dir(scope, hook, expected):
     test.enable_visualization(cfg, args)
     vis = cfg.default_hooks.visualization
     assert {k: vis[k] for k in expected} == expected
+
+
+def test_benchmark_model_specs(capsys):
+    args = benchmark.parse_args(['--models', 'resnet50:4', 'convnext-t'])
+    assert args.models == [('resnet50', 4.0), ('convnext-t', 1.0)]
+    for spec, message in (('vgg16', "unknown model 'vgg16'; choose from"),
+                          ('resnet18:big',
+                           "budget of 'resnet18:big' must be a number")):
+        with pytest.raises(SystemExit):
+            benchmark.parse_args(['--models', spec])
+        assert message in capsys.readouterr().err

@@ -191,3 +191,11 @@ def test_named_schemes_refuse_malicious_url(evil, monkeypatch, scheme,
     with pytest.raises(CheckpointLoadError) as info:
         CheckpointLoader.load_checkpoint(f'{scheme}evil')
     _assert_refusal(info, url)
+
+
+@pytest.mark.parametrize('scheme', ['torchvision://', 'open-mmlab://',
+                                    'mmcls://'])
+def test_unknown_model_name_is_named(scheme):
+    with pytest.raises(ValueError,
+                       match=f"unknown checkpoint '{scheme}no_such_net'"):
+        CheckpointLoader.load_checkpoint(f'{scheme}no_such_net')

@@ -222,11 +222,21 @@ def load_from_http(filename: str,
         raise CheckpointLoadError(f'checkpoint {filename!r}: {e}') from e
 
 
+def _model_url(filename: str, table: dict) -> str:
+    """The entry of ``table`` that ``SCHEME://NAME`` names."""
+    name = filename.split('://', 1)[1]
+    if name not in table:
+        raise ValueError(
+            f'unknown checkpoint {filename!r}: {name!r} is not one of the '
+            f'{len(table)} names MMEngine knows for this scheme (e.g. '
+            f'{sorted(table)[:3]})')
+    return table[name]
+
+
 def load_from_torchvision(filename: str, map_location=None):
     """``torchvision://NAME`` (or ``modelzoo://NAME``) through
     :func:`load_from_http`, with MMEngine's name table."""
-    name = filename.split('://', 1)[1]
-    url = mmengine_checkpoint.get_torchvision_models()[name]
+    url = _model_url(filename, mmengine_checkpoint.get_torchvision_models())
     return load_from_http(url, map_location=map_location)
 
 
@@ -234,9 +244,10 @@ def load_from_openmmlab(filename: str, map_location=None):
     """``open-mmlab://NAME`` (or ``openmmlab://NAME``) through
     :func:`load_from_http` or :func:`load_from_local`, with MMEngine's name
     tables (deprecated names renamed as MMEngine does)."""
-    name = filename.split('://', 1)[1]
+    scheme, name = filename.split('://', 1)
     name = mmengine_checkpoint.get_deprecated_model_names().get(name, name)
-    url = mmengine_checkpoint.get_external_models()[name]
+    url = _model_url(f'{scheme}://{name}',
+                     mmengine_checkpoint.get_external_models())
     if url.startswith(('http://', 'https://')):
         return load_from_http(url, map_location=map_location)
     return load_from_local(
@@ -247,7 +258,7 @@ def load_from_openmmlab(filename: str, map_location=None):
 def load_from_mmcls(filename: str, map_location=None):
     """``mmcls://NAME`` through :func:`load_from_http`, with MMEngine's name
     table and key renaming."""
-    url = mmengine_checkpoint.get_mmcls_models()[filename[len('mmcls://'):]]
+    url = _model_url(filename, mmengine_checkpoint.get_mmcls_models())
     return mmengine_checkpoint._process_mmcls_checkpoint(
         load_from_http(url, map_location=map_location))
 
