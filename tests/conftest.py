@@ -7,12 +7,14 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 __all__ = [
     'REPO_ROOT', 'CONFIG_DIR', 'GOLDEN_DIR', 'golden_names',
     'load_golden', 'load_golden_plan', 'golden_plan_names',
-    'fill_state_dict', 'golden_config_name', 'assert_plan_matches_golden'
+    'fill_state_dict', 'golden_config_name', 'assert_plan_matches_golden',
+    'load_tool'
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -123,3 +125,19 @@ def assert_plan_matches_golden(plan, golden: dict) -> None:
         assert lp.num_mixtures == ref['m'], lp.name
         assert lp.warehouse_index == ref['warehouse'], lp.name
         assert lp.beta == ref['beta'], lp.name
+
+
+@pytest.fixture(scope='session')
+def load_tool():
+    """Import a script under ``tools/`` as a module: ``load_tool(
+    'deployment/pytorch2onnx').main([...])``."""
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(
+            'mmkw_tools_' + name.replace('/', '_'),
+            REPO_ROOT / 'tools' / f'{name}.py')
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -11,7 +11,7 @@ import torch.nn as nn
 import mmkw.cnn.blocked as blocked
 from mmkw.cnn import (KWConv2d, KWLinear, WarehouseManager, kw_conv,
                       kw_conv_blocked, kw_conv_implementation,
-                      kw_conv_reference)
+                      kw_conv_reference, kw_conv_unfold)
 from mmkw.utils import saved_tensor_bytes
 
 # name: (C_in, C_out, kernel, stride, padding, groups, cell c_o, cell c_i,
@@ -111,6 +111,26 @@ def test_matches_reference_float32(name, engine, batch, with_scale,
             grads[key], value, rtol=1e-4, atol=1e-4, msg=lambda m: key + m)
 
 
+@pytest.mark.parametrize('name', list(LAYERS))
+@pytest.mark.parametrize('batch', [1, 3])
+def test_export_formulation_matches_reference(name, batch):
+    """unfold + batched matmul (what torch.onnx.export records)."""
+    tensors, geometry = make_inputs(name, batch)
+
+    def unfold(t):
+        return kw_conv_unfold(t['x'], t['attention'], t['warehouse'],
+                              *geometry, bias=t['bias'],
+                              out_scale=t['out_scale'])
+
+    expected, expected_grads = outputs_and_grads(
+        lambda t: reference(t, geometry, True), tensors, True)
+    out, grads = outputs_and_grads(unfold, tensors, True)
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+    for key, value in expected_grads.items():
+        torch.testing.assert_close(
+            grads[key], value, rtol=1e-4, atol=1e-4, msg=lambda m: key + m)
+
+
 @pytest.mark.parametrize('name', ['1x1 strided, G_i=2', '3x3, G_o=2',
                                   'depthwise 3x3', 'linear'])
 def test_matches_reference_under_bf16_autocast(name):
@@ -191,15 +211,16 @@ def test_layers_default_to_the_fast_path_and_switch_back():
     net = TwoLayers().train()
     x = torch.randn(4, 8, 6, 6)
     results = {}
-    for impl in ('blocked', 'reference'):
+    for impl in ('blocked', 'reference', 'unfold'):
         net.zero_grad()
         with kw_conv_implementation(impl):
             out = net(x)
             out.square().sum().backward()
         results[impl] = (out, [p.grad.clone() for p in net.parameters()])
-    torch.testing.assert_close(results['blocked'][0], results['reference'][0])
-    for a, b in zip(results['blocked'][1], results['reference'][1]):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    for impl in ('blocked', 'unfold'):
+        torch.testing.assert_close(results[impl][0], results['reference'][0])
+        for a, b in zip(results[impl][1], results['reference'][1]):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="one of .*'official'"):
         with kw_conv_implementation('official'):
             pass
@@ -209,7 +230,7 @@ def test_kw_conv_dispatches_out_scale_on_both_implementations():
     tensors, geometry = make_inputs('3x3, G_o=2', 2)
     t = tensors
     results = []
-    for impl in ('blocked', 'reference'):
+    for impl in ('blocked', 'reference', 'unfold'):
         with kw_conv_implementation(impl):
             results.append(
                 kw_conv(t['x'], t['attention'], t['warehouse'], *geometry,

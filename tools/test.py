@@ -8,8 +8,8 @@ import argparse
 
 import mmkw  # noqa: F401  registers mmkw's models, hooks and fixes
 
-from mmkw.engine import (add_common_args, build_runner, load_config,
-                         parse_common_args)
+from mmkw.engine import (MissingInputsError, add_common_args, build_runner,
+                         check_inputs, load_config, parse_common_args)
 
 __all__ = ['parse_args', 'main']
 
@@ -67,6 +67,10 @@ def main(argv=None):
     cfg = load_config(args.config, args.launcher, args.work_dir,
                       args.cfg_options)
     cfg.load_from = args.checkpoint
+    try:
+        check_inputs(cfg, ('test', ), [args.checkpoint])
+    except MissingInputsError as error:
+        raise SystemExit(f'error: {error}') from None
     if args.show or args.show_dir:
         enable_visualization(cfg, args)
 

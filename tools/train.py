@@ -6,13 +6,16 @@ Example:
     bash tools/dist_train.sh CONFIG 8                # 8 processes
 """
 import argparse
+import logging
+
+from mmengine.logging import print_log
+from mmengine.runner import find_latest_checkpoint
 
 import mmkw  # noqa: F401  registers mmkw's models, hooks and fixes
+from mmkw.engine import (MissingInputsError, add_common_args, build_runner,
+                         check_inputs, load_config, parse_common_args)
 
-from mmkw.engine import (add_common_args, build_runner, load_config,
-                         parse_common_args)
-
-__all__ = ['parse_args', 'build_config', 'main']
+__all__ = ['parse_args', 'build_config', 'check_resume', 'main']
 
 
 def parse_args(argv=None):
@@ -71,9 +74,28 @@ def build_config(args):
     return cfg
 
 
+def check_resume(cfg) -> None:
+    """Say plainly when ``--resume`` finds nothing to resume (MMEngine
+    would log "Auto resumed from the latest checkpoint None")."""
+    if cfg.get('resume') is True and cfg.get('load_from') is None and \
+            find_latest_checkpoint(cfg.work_dir) is None:
+        print_log(
+            f'--resume: no checkpoint to resume in {cfg.work_dir} (no '
+            f'last_checkpoint file there); training starts from scratch',
+            logger='current',
+            level=logging.WARNING)
+        cfg.resume = False
+
+
 def main(argv=None):
     """Train with the config and options of ``argv``."""
-    runner = build_runner(build_config(parse_args(argv)))
+    cfg = build_config(parse_args(argv))
+    try:
+        check_inputs(cfg, ('train', 'val'), [cfg.get('load_from')])
+    except MissingInputsError as error:
+        raise SystemExit(f'error: {error}') from None
+    check_resume(cfg)
+    runner = build_runner(cfg)
     runner.train()
 
 

@@ -2,19 +2,21 @@
 from .attention import KWAttention
 from .blocked import kw_conv_blocked
 from .functional import (IMPLEMENTATIONS, assemble_kernels, kw_conv,
-                         kw_conv_implementation, kw_conv_reference)
+                         kw_conv_implementation, kw_conv_reference,
+                         kw_conv_unfold)
 from .layers import KWConv1d, KWConv2d, KWConvNd, KWLinear
 from .manager import WarehouseManager
-from .plan import (ZERO_CELL, LayerPlan, LayerSpec, NetworkPlan,
-                   WarehousePlan, WarehouseSpec, build_plan,
+from .plan import (MAX_WAREHOUSE_PARAMS, ZERO_CELL, LayerPlan, LayerSpec,
+                   NetworkPlan, WarehousePlan, WarehouseSpec, build_plan,
                    default_cell_ratio, format_budget)
 from .temperature import get_temperature, set_temperature
 
 __all__ = [
     'KWAttention', 'assemble_kernels', 'kw_conv', 'kw_conv_reference',
-    'kw_conv_blocked', 'kw_conv_implementation', 'IMPLEMENTATIONS',
-    'KWConvNd', 'KWConv1d', 'KWConv2d', 'KWLinear', 'WarehouseManager',
-    'ZERO_CELL', 'LayerSpec', 'LayerPlan', 'NetworkPlan', 'WarehousePlan',
-    'WarehouseSpec', 'build_plan', 'default_cell_ratio', 'format_budget',
-    'set_temperature', 'get_temperature'
+    'kw_conv_unfold', 'kw_conv_blocked', 'kw_conv_implementation',
+    'IMPLEMENTATIONS', 'KWConvNd', 'KWConv1d', 'KWConv2d', 'KWLinear',
+    'WarehouseManager', 'MAX_WAREHOUSE_PARAMS', 'ZERO_CELL', 'LayerSpec',
+    'LayerPlan', 'NetworkPlan', 'WarehousePlan', 'WarehouseSpec',
+    'build_plan', 'default_cell_ratio', 'format_budget', 'set_temperature',
+    'get_temperature'
 ]

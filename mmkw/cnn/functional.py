@@ -5,22 +5,26 @@ Every KW layer calls :func:`kw_conv`, which runs the blocked fast path
 :func:`kw_conv_reference` is the literal formulation of kernelwarehouse.md
 section 2.5 (the official code's), kept as the reference the tests pin the
 fast path to; :func:`kw_conv_implementation` switches a block of code to it.
+:func:`kw_conv_unfold` is the formulation for ONNX export: its graph has no
+batch-sized attribute, so an exported model keeps a dynamic batch axis.
 """
 import contextlib
 from typing import Iterator, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 
 from .blocked import _CONV, kw_conv_blocked
 
 __all__ = [
-    'assemble_kernels', 'kw_conv_reference', 'kw_conv',
+    'assemble_kernels', 'kw_conv_reference', 'kw_conv_unfold', 'kw_conv',
     'kw_conv_implementation', 'IMPLEMENTATIONS'
 ]
 
 #: ``'blocked'``: the fast path (default); ``'reference'``: the official
-#: formulation.
-IMPLEMENTATIONS = ('blocked', 'reference')
+#: formulation; ``'unfold'``: the export formulation (also chosen
+#: automatically while ``torch.onnx.export`` runs).
+IMPLEMENTATIONS = ('blocked', 'reference', 'unfold')
 _implementation = ['blocked']
 
 
@@ -95,6 +99,52 @@ def kw_conv_reference(x: torch.Tensor, attention: torch.Tensor,
     return out
 
 
+def kw_conv_unfold(x: torch.Tensor,
+                   attention: torch.Tensor,
+                   warehouse: torch.Tensor,
+                   split: Tuple[int, int, int],
+                   weight_shape: Sequence[int],
+                   stride,
+                   padding,
+                   dilation,
+                   groups: int,
+                   bias: Optional[torch.Tensor] = None,
+                   out_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Per-sample convolution as ``unfold`` and a batched matmul.
+
+    The official grouped convolution over the folded batch has ``groups *
+    B`` groups, which ONNX must fix as an attribute at export time; here the
+    batch is only a tensor dimension, so ``torch.onnx.export`` keeps it
+    dynamic. It materialises the unfolded input (``k*k`` times the input),
+    which is why eager code uses the blocked path. Arguments as
+    :func:`kw_conv`.
+    """
+    dims = len(weight_shape) - 2
+    c_out, kernel_size = weight_shape[0], tuple(weight_shape[2:])
+    stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
+    if dims == 1:  # a 1-D conv is a 2-D conv over a height of one
+        x = x.unsqueeze(2)
+        kernel_size, stride = (1, ) + kernel_size, (1, ) + stride
+        padding, dilation = (0, ) + padding, (1, ) + dilation
+    spatial_out = [(x.shape[2 + i] + 2 * padding[i] - dilation[i] *
+                    (kernel_size[i] - 1) - 1) // stride[i] + 1
+                   for i in range(2)]
+    kernels = assemble_kernels(attention, warehouse, split, weight_shape)
+    # [B, G, C_out / G, C_in / G * k*k] @ [B, G, C_in / G * k*k, L]
+    kernels = kernels.reshape(-1, groups, c_out // groups,
+                              kernels[0].numel())
+    cols = F.unfold(x, kernel_size, dilation, padding, stride)
+    cols = cols.reshape(x.shape[0], groups, kernels.shape[-1], -1)
+    out = torch.matmul(kernels, cols).reshape(x.shape[0], c_out,
+                                              *spatial_out)
+    if dims == 1:
+        out = out.squeeze(2)
+    view = (1, -1, *([1] * dims))
+    if out_scale is not None:
+        out = out * out_scale.reshape(view)
+    return out if bias is None else out + bias.reshape(view)
+
+
 def kw_conv(x: torch.Tensor,
             attention: torch.Tensor,
             warehouse: torch.Tensor,
@@ -124,8 +174,13 @@ def kw_conv(x: torch.Tensor,
     Returns:
         Tensor: ``[B, C_out, *spatial_out]``.
 
-    ``torch.fx`` traces it as one call (see :mod:`mmkw.cnn.layers`).
+    ``torch.fx`` traces it as one call (see :mod:`mmkw.cnn.layers`);
+    ``torch.onnx.export`` records :func:`kw_conv_unfold`.
     """
+    if _implementation[0] == 'unfold' or torch.onnx.is_in_onnx_export():
+        return kw_conv_unfold(x, attention, warehouse, split, weight_shape,
+                              stride, padding, dilation, groups, bias,
+                              out_scale)
     if _implementation[0] == 'blocked':
         return kw_conv_blocked(x, attention, warehouse, split, weight_shape,
                                stride, padding, dilation, groups, bias,

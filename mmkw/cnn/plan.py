@@ -23,11 +23,16 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 __all__ = [
     'ZERO_CELL', 'LayerSpec', 'WarehouseSpec', 'LayerPlan', 'WarehousePlan',
-    'NetworkPlan', 'build_plan', 'default_cell_ratio', 'format_budget'
+    'NetworkPlan', 'build_plan', 'default_cell_ratio', 'format_budget',
+    'MAX_WAREHOUSE_PARAMS'
 ]
 
 #: Marker of the zero cell in a ``beta`` list (it is never stored).
 ZERO_CELL = 'z'
+#: Most warehouse parameters a plan may hold (8 GB in float32): twenty times
+#: the largest model of the paper (ResNet50 KW 4x, 100M), far below what an
+#: absurd budget asks (``budget=1e4`` on ResNet18: 1.1e11).
+MAX_WAREHOUSE_PARAMS = 2_000_000_000
 
 
 def _check_positive(name: str, value) -> None:
@@ -357,6 +362,14 @@ def build_plan(layers: Sequence[LayerSpec],
         wh_plan.num_mixtures = sum(lp.num_mixtures for lp in wh_plan.layers)
         wh_plan.num_cells = max(int(wh_plan.num_mixtures * spec.budget), 1)
         plans.append(wh_plan)
+    total = sum(wh.num_params for wh in plans)
+    if total > MAX_WAREHOUSE_PARAMS:
+        raise ValueError(
+            'the budgets (' + ', '.join(
+                f'{wh.name}: {wh.spec.budget!r}' for wh in plans) +
+            f') would need {total:,} warehouse parameters ({total * 4e-9:.1f}'
+            f' GB in float32), more than the {MAX_WAREHOUSE_PARAMS:,} mmkw '
+            f'allows; the paper uses budgets from 1/4 to 4')
 
     # Hand out cells in network order, one running counter per warehouse.
     counters = [0] * len(plans)

@@ -1,6 +1,7 @@
 """MMEngine integration: checkpoint loading, efficient ConvBN, hooks."""
-from .checkpoint import (CheckpointLoadError, load_from_http,
-                         load_from_local, safe_checkpoint_globals)
+from .checkpoint import (CheckpointLoadError, load_error_summary,
+                         load_from_http, load_from_local,
+                         safe_checkpoint_globals)
 from .efficient_conv_bn import (KWTracer,
                                 efficient_conv_bn_eval_graph_transform,
                                 kw_conv_bn_eval_control,
@@ -9,12 +10,14 @@ from .hooks import *  # noqa: F401,F403
 from .hooks import __all__ as _hooks
 from .launch import (add_common_args, build_runner, load_config,
                      parse_common_args, setup_cpu_distributed)
+from .preflight import MissingInputsError, check_inputs, find_missing_inputs
 
 __all__ = [
     'CheckpointLoadError', 'load_from_local', 'load_from_http',
-    'safe_checkpoint_globals',
+    'safe_checkpoint_globals', 'load_error_summary',
     'KWTracer', 'efficient_conv_bn_eval_graph_transform',
     'kw_conv_bn_eval_control', 'turn_on_efficient_conv_bn_eval',
     'add_common_args', 'parse_common_args', 'build_runner', 'load_config',
-    'setup_cpu_distributed'
+    'setup_cpu_distributed', 'MissingInputsError', 'check_inputs',
+    'find_missing_inputs'
 ] + list(_hooks)

@@ -40,7 +40,7 @@ from mmengine.runner import checkpoint as mmengine_checkpoint
 
 __all__ = [
     'CheckpointLoadError', 'load_from_local', 'load_from_http',
-    'safe_checkpoint_globals'
+    'safe_checkpoint_globals', 'load_error_summary'
 ]
 
 _NUMERIC_DTYPES = ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8',
@@ -165,7 +165,7 @@ def load_from_local(filename: str, map_location=None):
             ) from e
         raise CheckpointLoadError(
             f'cannot load checkpoint {filename!r} with weights_only=True: '
-            f'{_first_line(e)}\nmmkw allows only tensors, containers and the '
+            f'{load_error_summary(e)}\nmmkw allows only tensors, containers and the '
             'objects MMEngine checkpoints hold (see mmkw.engine.'
             'safe_checkpoint_globals). Official KernelWarehouse checkpoints '
             'go through tools/model_converters/kw_official_to_mmkw.py; for '
@@ -174,12 +174,13 @@ def load_from_local(filename: str, map_location=None):
     except Exception as e:  # torch.load's many ways to reject a file
         raise CheckpointLoadError(
             f'cannot load checkpoint {filename!r}: it is not a readable '
-            f'PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})'
+            f'PyTorch checkpoint ({type(e).__name__}: {load_error_summary(e)})'
         ) from e
 
 
-def _first_line(error: Exception) -> str:
-    """The informative part of a (possibly very long) torch.load error."""
+def load_error_summary(error: Exception) -> str:
+    """The informative line of a (possibly very long) ``torch.load`` error:
+    for a ``weights_only`` refusal, the object refused."""
     text = str(error)
     marker = 'WeightsUnpickler error: '
     if marker in text:
