@@ -18,10 +18,17 @@ def version() -> str:
 
 
 def requirements(name: str) -> list:
+    """The requirements of ``requirements/NAME``, ``-r`` includes followed."""
     path = osp.join(osp.dirname(__file__), 'requirements', name)
     with open(path) as f:
-        lines = (line.split('#', 1)[0].strip() for line in f)
-        return [line for line in lines if line]
+        lines = [line.split('#', 1)[0].strip() for line in f]
+    result = []
+    for line in filter(None, lines):
+        if line.startswith('-r '):
+            result += requirements(line[3:].strip())
+        else:
+            result.append(line)
+    return result
 
 
 setup(
@@ -37,6 +44,7 @@ setup(
     install_requires=['torch>=2.0'],
     extras_require={
         'mm': requirements('runtime.txt') + requirements('mmcv.txt'),
+        'deploy': requirements('deploy.txt'),
         'tests': requirements('tests.txt'),
     },
     zip_safe=False)
