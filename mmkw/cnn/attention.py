@@ -2,11 +2,22 @@
 from typing import Callable, Optional, Sequence
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .plan import ZERO_CELL
 
 __all__ = ['KWAttention']
+
+#: Norms whose affine parameters the official initialisation resets.
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+def _synced(norm: nn.Module) -> bool:
+    """A SyncBatchNorm with other processes to share a batch with."""
+    return isinstance(norm, nn.SyncBatchNorm) and dist.is_available() \
+        and dist.is_initialized() and dist.get_world_size() > 1
 
 
 class KWAttention(nn.Module):
@@ -34,8 +45,9 @@ class KWAttention(nn.Module):
         reduction (float): Hidden width ratio, ``h = max(int(C * r), 16)``.
             Defaults to 0.0625.
         norm_layer (Callable): Builds the hidden norm from ``h``. ``fc1`` has
-            a bias unless the norm is a batch norm. Defaults to
-            ``nn.BatchNorm1d``.
+            a bias unless the norm is a batch norm. A batch norm training on
+            a batch of one uses its running statistics (see
+            :meth:`_normalize`). Defaults to ``nn.BatchNorm1d``.
         nonlocal_basis (tuple[int, int, float], optional):
             ``(num_local_cells, start, ratio)`` to use the non-local basis
             mapping, ``None`` for a plain ``fc2``. Defaults to None.
@@ -103,7 +115,7 @@ class KWAttention(nn.Module):
                     m.weight, mode='fan_out', nonlinearity='relu')
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm1d, nn.LayerNorm)):
+            elif isinstance(m, _NORMS) and m.weight is not None:
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         if self.num_local_cells is not None:
@@ -122,9 +134,22 @@ class KWAttention(nn.Module):
         return full.reshape(-1, self.num_mixtures *
                             (self.num_cells + 1)) + self.basis_bias
 
+    def _normalize(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``norm1``; a batch norm training on a single sample (which has no
+        batch statistics: PyTorch refuses it) normalises with its running
+        statistics instead, as in eval mode, and leaves them unchanged. A
+        ``torch.fx`` trace records the plain norm call."""
+        norm = self.norm1
+        if self.training and isinstance(norm, nn.modules.batchnorm._BatchNorm) \
+                and not isinstance(hidden, torch.fx.Proxy) \
+                and hidden.shape[0] == 1 and not _synced(norm):
+            return F.batch_norm(hidden, norm.running_mean, norm.running_var,
+                                norm.weight, norm.bias, False, 0.0, norm.eps)
+        return norm(hidden)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = x.flatten(2).mean(dim=-1)
-        hidden = self.act1(self.norm1(self.fc1(pooled)))
+        hidden = self.act1(self._normalize(self.fc1(pooled)))
         logits = self.fc2(hidden)
         if self.num_local_cells is not None:
             logits = self._map_to_cells(logits)

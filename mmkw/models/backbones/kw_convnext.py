@@ -1,13 +1,14 @@
 """ConvNeXt with KernelWarehouse convolutions."""
 import numbers
-from typing import Dict, Mapping, Sequence, Union
+from typing import Dict, Mapping, Optional, Sequence, Union
 
 import torch.nn as nn
 from mmpretrain.models.backbones.convnext import ConvNeXt
 
 from mmkw.cnn import KWConv2d, WarehouseManager
 from mmkw.registry import register_model
-from .utils import check_frozen_stages, check_out_indices, freeze_warehouses
+from .utils import (attention_norm_layer, check_frozen_stages,
+                    check_out_indices, freeze_warehouses)
 
 __all__ = ['KWConvNeXt', 'parse_convnext_budget']
 
@@ -171,6 +172,12 @@ class KWConvNeXt(ConvNeXt):
             training. ConvNeXt has only LayerNorms, whose output does not
             depend on the mode; the flag is kept for configs shared with the
             other KW backbones. Defaults to False.
+        attention_norm_cfg (dict, optional): Norm of the attentions' hidden
+            layer; None picks the official ``LN`` (or ``SyncBN`` when
+            ``norm_cfg`` is SyncBN). Defaults to None.
+        linear_pw_conv (bool): Must be False: the pointwise convs are KW 1x1
+            convs (MMPretrain's ``linear_pw_conv=False`` path), as in the
+            official code. Defaults to False.
         **kwargs: Other arguments of MMPretrain's ``ConvNeXt``
             (``in_channels``, ``stem_patch_size``, ``norm_cfg``,
             ``act_cfg``, ``drop_path_rate``, ``layer_scale_init_value``,
@@ -199,12 +206,14 @@ class KWConvNeXt(ConvNeXt):
                  out_indices: Union[int, Sequence[int]] = -1,
                  frozen_stages: int = 0,
                  norm_eval: bool = False,
+                 attention_norm_cfg: Optional[dict] = None,
+                 linear_pw_conv: bool = False,
                  **kwargs):
-        if 'linear_pw_conv' in kwargs:
-            raise ValueError('KWConvNeXt always runs its pointwise convs as '
-                             'KW 1x1 convs, as the official code does; '
-                             f'linear_pw_conv={kwargs["linear_pw_conv"]!r} '
-                             'is not an option')
+        if linear_pw_conv is not False:
+            raise ValueError('KWConvNeXt runs its pointwise convs as KW 1x1 '
+                             'convs, as the official code does: '
+                             'linear_pw_conv must be False, got '
+                             f'{linear_pw_conv!r}')
         if kwargs.get('use_grn', False):
             raise ValueError('KWConvNeXt is ConvNeXt v1; use_grn=True '
                              '(ConvNeXt v2) is not supported')
@@ -216,7 +225,9 @@ class KWConvNeXt(ConvNeXt):
         warehouse_manager = WarehouseManager(
             budget=budgets['stem'],
             reduction=reduction,
-            norm_layer=nn.LayerNorm)
+            norm_layer=attention_norm_layer(
+                attention_norm_cfg, kwargs.get('norm_cfg'),
+                default=dict(type='LN')))
         super().__init__(
             arch=arch,
             out_indices=list(out_indices),

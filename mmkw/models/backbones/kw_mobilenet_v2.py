@@ -8,8 +8,8 @@ from mmpretrain.models.backbones.mobilenet_v2 import MobileNetV2
 
 from mmkw.cnn import KWConv2d, KWConvNd, WarehouseManager
 from mmkw.registry import register_model
-from .utils import (check_frozen_stages, check_out_indices,
-                    freeze_warehouses, plain_conv)
+from .utils import (attention_norm_layer, check_frozen_stages,
+                    check_out_indices, freeze_warehouses, plain_conv)
 
 __all__ = ['KWMobileNetV2']
 
@@ -84,6 +84,9 @@ class KWMobileNetV2(MobileNetV2):
         frozen_stages (int): Freeze the stem and ``layer1`` ... ``layerN``
             (and their warehouses); -1 freezes nothing, 0 the stem only.
             Defaults to -1.
+        attention_norm_cfg (dict, optional): Norm of the attentions' hidden
+            layer; None picks the official ``BN1d``, or ``SyncBN`` when
+            ``norm_cfg`` is SyncBN. Defaults to None.
         **kwargs: ``norm_cfg``, ``act_cfg``, ``norm_eval``, ``with_cp`` and
             ``init_cfg`` of MMPretrain's ``MobileNetV2``.
 
@@ -118,6 +121,7 @@ class KWMobileNetV2(MobileNetV2):
                  separate_pointwise: Optional[bool] = None,
                  out_indices: Sequence[int] = (7, ),
                  frozen_stages: int = -1,
+                 attention_norm_cfg: Optional[dict] = None,
                  **kwargs):
         for name, value in (('widen_factor', widen_factor), ('budget',
                                                              budget)):
@@ -136,7 +140,11 @@ class KWMobileNetV2(MobileNetV2):
         if separate_pointwise is None:
             separate_pointwise = budget != 1
         warehouse_manager = WarehouseManager(
-            budget=budget, cell_ratio=cell_ratio, reduction=reduction)
+            budget=budget,
+            cell_ratio=cell_ratio,
+            reduction=reduction,
+            norm_layer=attention_norm_layer(attention_norm_cfg,
+                                            kwargs.get('norm_cfg')))
         super().__init__(
             widen_factor=widen_factor,
             out_indices=out_indices,

@@ -5,8 +5,8 @@ from mmpretrain.models.backbones.resnet import Bottleneck, ResLayer, ResNet
 
 from mmkw.cnn import KWConv2d, WarehouseManager
 from mmkw.registry import register_model
-from .utils import (check_frozen_stages, check_out_indices,
-                    freeze_warehouses, plain_conv)
+from .utils import (attention_norm_layer, check_frozen_stages,
+                    check_out_indices, freeze_warehouses, plain_conv)
 
 __all__ = ['KWResNet']
 
@@ -46,6 +46,9 @@ class KWResNet(ResNet):
             uses 0.0625). Defaults to 1.
         zero_init_residual (bool): Zero-init the last norm of each block.
             The official models do not. Defaults to False.
+        attention_norm_cfg (dict, optional): Norm of the attentions' hidden
+            layer; None picks the official ``BN1d``, or ``SyncBN`` when
+            ``norm_cfg`` is SyncBN. Defaults to None.
         **kwargs: Other arguments of MMPretrain's ``ResNet``.
 
     Example:
@@ -73,6 +76,7 @@ class KWResNet(ResNet):
                  num_stages: int = 4,
                  out_indices: Sequence[int] = (3, ),
                  frozen_stages: int = -1,
+                 attention_norm_cfg: Optional[dict] = None,
                  **kwargs):
         if depth not in self.arch_settings:
             raise ValueError(f'depth must be one of '
@@ -85,7 +89,9 @@ class KWResNet(ResNet):
             budget=budget,
             cell_ratio=cell_ratio,
             reduction=reduction,
-            nonlocal_basis_ratio=nonlocal_basis_ratio)
+            nonlocal_basis_ratio=nonlocal_basis_ratio,
+            norm_layer=attention_norm_layer(attention_norm_cfg,
+                                            kwargs.get('norm_cfg')))
         super().__init__(
             depth,
             num_stages=num_stages,

@@ -1,13 +1,16 @@
-"""Helpers shared by the KW backbones: argument checks, plain convs."""
-from typing import Callable, Iterable, Sequence, Tuple
+"""Helpers shared by the KW backbones: argument checks, plain convs, the
+attention norm."""
+import functools
+from typing import Callable, Iterable, Optional, Sequence, Tuple
 
 import torch.nn as nn
+from mmcv.cnn import build_norm_layer
 
 from mmkw.cnn import KWConv2d
 
 __all__ = [
     'check_out_indices', 'check_frozen_stages', 'freeze_warehouses',
-    'plain_conv'
+    'plain_conv', 'attention_norm_layer'
 ]
 
 
@@ -20,7 +23,8 @@ def check_out_indices(out_indices: Sequence[int],
     """
     if isinstance(out_indices, int):
         out_indices = (out_indices, )
-    if not isinstance(out_indices, (list, tuple)) or not out_indices:
+    if not isinstance(out_indices, Sequence) or isinstance(
+            out_indices, str) or not out_indices:
         raise ValueError(f'out_indices must be a non-empty sequence of ints, '
                          f'got {out_indices!r}')
     result = []
@@ -77,3 +81,39 @@ def plain_conv(layer: KWConv2d) -> nn.Conv2d:
     if conv.bias is not None:
         nn.init.zeros_(conv.bias)
     return conv
+
+
+def _build_norm(cfg: dict, num_features: int) -> nn.Module:
+    return build_norm_layer(cfg, num_features)[1]
+
+
+def attention_norm_layer(attention_norm_cfg: Optional[dict],
+                         norm_cfg: Optional[dict] = None,
+                         default: Optional[dict] = None
+                         ) -> Callable[[int], nn.Module]:
+    """The norm of every KW attention's hidden layer, from a config.
+
+    Args:
+        attention_norm_cfg (dict, optional): An mmcv norm config (``BN1d``,
+            ``SyncBN``, ``GN``, ``LN``, ...). None picks ``default``, or
+            ``SyncBN`` when ``norm_cfg`` is SyncBN, so that in DDP the
+            attention statistics are synchronised like the backbone's.
+        norm_cfg (dict, optional): The backbone's norm config.
+        default (dict, optional): The official norm of the backbone;
+            ``dict(type='BN1d')`` if None.
+
+    Returns:
+        Callable: Builds the norm from the hidden width (picklable).
+    """
+    if attention_norm_cfg is None:
+        if (norm_cfg or {}).get('type') == 'SyncBN':
+            attention_norm_cfg = dict(type='SyncBN')
+        else:
+            attention_norm_cfg = default or dict(type='BN1d')
+    if not isinstance(attention_norm_cfg, dict) or \
+            'type' not in attention_norm_cfg:
+        raise ValueError(f'attention_norm_cfg must be a norm config dict '
+                         f'such as dict(type="BN1d"), got '
+                         f'{attention_norm_cfg!r}')
+    _build_norm(attention_norm_cfg, 16)  # fails early on a bad config
+    return functools.partial(_build_norm, dict(attention_norm_cfg))

@@ -7,6 +7,7 @@ from mmpretrain.models.heads import LinearClsHead
 
 from mmkw.cnn import KWLinear, WarehouseManager
 from mmkw.registry import register_model
+from ..backbones.utils import attention_norm_layer
 
 __all__ = ['KWLinearClsHead']
 
@@ -40,6 +41,8 @@ class KWLinearClsHead(LinearClsHead):
             (fine-tuning). Defaults to True.
         dropout (float): Dropout before ``fc`` (0.1 in the official b = 1/2
             models). Defaults to 0.
+        attention_norm_cfg (dict, optional): Norm of the attention's hidden
+            layer; None picks the official ``BN1d``. Defaults to None.
         init_cfg (dict, optional): Initialisation config. The KW fc
             initialises itself (Kaiming warehouse cells, zero bias), so
             nothing else is needed. Defaults to None.
@@ -65,6 +68,7 @@ class KWLinearClsHead(LinearClsHead):
                  reduction: float = 0.03125,
                  attention_init: bool = True,
                  dropout: float = 0.0,
+                 attention_norm_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None,
                  **kwargs):
         if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
@@ -74,7 +78,10 @@ class KWLinearClsHead(LinearClsHead):
         self.fc = KWLinear(in_channels, num_classes, bias=True, warehouse='fc')
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.warehouse_manager = WarehouseManager(
-            budget=budget, cell_ratio=cell_ratio, reduction=reduction)
+            budget=budget,
+            cell_ratio=cell_ratio,
+            reduction=reduction,
+            norm_layer=attention_norm_layer(attention_norm_cfg))
         self.warehouse_manager.declare('fc')
         self.plan = self.warehouse_manager.bind(
             self, attention_init=attention_init)
