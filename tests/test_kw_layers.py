@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from mmkw.cnn import (ZERO_CELL, KWConv1d, KWConv2d, KWLinear,
                       WarehouseManager, assemble_kernels, get_temperature,
-                      set_temperature)
+                      reset_kw_attentions, set_temperature)
 
 
 class TinyNet(nn.Module):
@@ -266,24 +266,28 @@ def test_every_parameter_gets_a_gradient(budget, tau):
     assert torch.isfinite(out).all()
 
 
-def test_manager_init_weights_reaches_attentions():
+def test_init_weights_reaches_warehouses_and_attentions():
+    """The manager re-initialises the warehouses it owns; the network's
+    attentions are reset from the network (any depth, nn.Sequential too)."""
     net = nn.Sequential(TinyNet())  # nn.Sequential has no init_weights
     tiny = net[0]
     with torch.no_grad():
         for p in tiny.parameters():
             p.fill_(float('nan'))
     tiny.manager.init_weights()
+    for p in tiny.manager.parameters():
+        assert torch.isfinite(p).all()
+    assert torch.isnan(tiny.a.attention.fc2.weight).all()
+    assert reset_kw_attentions(net) == 2
     for name, p in tiny.named_parameters():
         assert torch.isfinite(p).all(), name
     assert torch.equal(tiny.a.attention.norm1.weight,
                        torch.ones_like(tiny.a.attention.norm1.weight))
-    # The copy's manager re-initialises the copy's layers only.
+    # A copy is initialised on its own.
     twin = copy.deepcopy(tiny)
     with torch.no_grad():
         twin.a.attention.fc2.weight.fill_(float('nan'))
-    twin.manager.init_weights()
-    assert torch.isfinite(twin.a.attention.fc2.weight).all()
-    with torch.no_grad():
         tiny.a.attention.fc2.weight.fill_(float('nan'))
-    twin.manager.init_weights()
+    reset_kw_attentions(twin)
+    assert torch.isfinite(twin.a.attention.fc2.weight).all()
     assert torch.isnan(tiny.a.attention.fc2.weight).all()

@@ -58,7 +58,8 @@ def test_plain_network_checkpoint_refused(tmp_path):
     plain = ResNet(**TINY).state_dict()
     model = _pretrained(_save(tmp_path, 'plain.pth', plain))
     with pytest.raises(ValueError,
-                       match='none of its KernelWarehouse warehouses'):
+                       match=r"plain kernel 'layer1.0.conv1.weight' for a KW "
+                       r"layer.*plain network's checkpoint"):
         model.init_weights()
 
 

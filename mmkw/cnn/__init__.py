@@ -5,6 +5,8 @@ from .functional import (IMPLEMENTATIONS, assemble_kernels, kw_conv,
                          kw_conv_implementation, kw_conv_reference,
                          kw_conv_unfold)
 from .layers import KWConv1d, KWConv2d, KWConvNd, KWLinear
+from .layout import (KWLayout, apply_layout, kw_layer_like, plain_layer_like,
+                     reset_kw_attentions)
 from .manager import WarehouseManager
 from .plan import (MAX_WAREHOUSE_PARAMS, ZERO_CELL, LayerPlan, LayerSpec,
                    NetworkPlan, WarehousePlan, WarehouseSpec, build_plan,
@@ -18,5 +20,6 @@ __all__ = [
     'WarehouseManager', 'MAX_WAREHOUSE_PARAMS', 'ZERO_CELL', 'LayerSpec',
     'LayerPlan', 'NetworkPlan', 'WarehousePlan', 'WarehouseSpec',
     'build_plan', 'default_cell_ratio', 'format_budget', 'set_temperature',
-    'get_temperature'
+    'get_temperature', 'KWLayout', 'apply_layout', 'kw_layer_like',
+    'plain_layer_like', 'reset_kw_attentions'
 ]

@@ -17,6 +17,12 @@ __all__ = ['KWConvNd', 'KWConv1d', 'KWConv2d', 'KWLinear']
 
 _size = Union[int, Tuple[int, ...]]
 
+#: What to do about a checkpoint that does not fit a KW model.
+CHECKPOINT_HINT = (
+    'convert official KernelWarehouse checkpoints with '
+    'tools/model_converters/kw_official_to_mmkw.py and check that the config '
+    '(architecture, budget) matches')
+
 
 def _ntuple(value: _size, n: int, name: str) -> Tuple[int, ...]:
     if isinstance(value, int):
@@ -138,6 +144,16 @@ class KWConvNd(nn.Module):
         return kw_conv(x, self.attention(x), warehouse, self.split,
                        self.weight_shape, self.stride, self.padding,
                        self.dilation, self.groups, bias, out_scale)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args):
+        """Refuse a plain kernel for this layer: the checkpoint belongs to a
+        plain network (or an unconverted one), not to this KW model."""
+        if prefix + 'weight' in state_dict:
+            raise ValueError(
+                f'checkpoint has a plain kernel {prefix + "weight"!r} for a '
+                f'KW layer, which has none: it is a plain network\'s '
+                f'checkpoint, not one of this KW model; {CHECKPOINT_HINT}')
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def extra_repr(self) -> str:
         s = (f'{self.in_channels}, {self.out_channels}, '

@@ -1,25 +1,48 @@
 """The warehouse manager: owns the warehouses and binds KW layers to them."""
-import math
-from typing import Callable, Dict, List, Optional
+import functools
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
 
 from .attention import KWAttention
-from .layers import KWConvNd
+from .layers import CHECKPOINT_HINT, KWConvNd
 from .plan import NetworkPlan, WarehouseSpec, build_plan
 
 __all__ = ['WarehouseManager']
 
 
+def _follow_replica(manager_path: str, layer_paths: Sequence[str],
+                    network: nn.Module, args) -> None:
+    """Forward pre-hook of a bound network: point its layers at the manager
+    inside *this* network. A DataParallel replica copies each layer's
+    handle, which still names the original manager; ``copy.deepcopy``
+    copies handles consistently and needs nothing."""
+    manager = network.get_submodule(manager_path)
+    first = network.get_submodule(layer_paths[0])
+    if first._manager and first._manager[0] is manager:
+        return
+    for path in layer_paths:
+        network.get_submodule(path)._manager = (manager, )
+
+
 class WarehouseManager(nn.Module):
     """Holds the warehouses of a network, one parameter each.
 
-    Usage: build the network with KW layers naming their warehouses, then
-    call :meth:`bind` once with the network. Binding walks the network in
-    module registration order, computes the :class:`~mmkw.cnn.NetworkPlan`,
-    creates one ``[n, c_o, c_i, 1, ...]`` parameter per warehouse (stored
-    once, however many layers share it) and gives every layer its attention.
+    Usage: build the network with KW layers naming their warehouses (or
+    apply a :class:`~mmkw.cnn.KWLayout`), make the manager a submodule of
+    the network, then call :meth:`bind` once with the network. Binding walks
+    the network in module registration order, computes the
+    :class:`~mmkw.cnn.NetworkPlan`, creates one ``[n, c_o, c_i, 1, ...]``
+    parameter per warehouse (stored once, however many layers share it) and
+    gives every layer its attention.
+
+    Ownership runs one way: the manager owns the warehouses (its state-dict
+    entries ``weights.<name>``), a layer holds a handle to its manager that
+    ``copy.deepcopy`` copies along, and the network's forward pre-hook points
+    the layers of a DataParallel replica at the replica's manager. The
+    manager checks a checkpoint's warehouses when it is loaded
+    (:meth:`_load_from_state_dict`).
 
     Args:
         budget (float): Default parameter budget ``b`` of every warehouse.
@@ -54,10 +77,8 @@ class WarehouseManager(nn.Module):
         self.specs: Dict[str, WarehouseSpec] = {}
         self.weights = nn.ParameterDict()
         self.plan: Optional[NetworkPlan] = None
-        # The bound layers, outside the module tree (like each layer's
-        # ``_manager``), so init_weights() reaches their attentions even
-        # where mmengine's init_weights() does not descend (nn.Sequential).
-        self._layers: tuple = ()
+        #: Module paths of the bound layers, relative to the bound network.
+        self.layer_paths: tuple = ()
 
     def declare(self,
                 name: str,
@@ -135,15 +156,21 @@ class WarehouseManager(nn.Module):
             attention.temperature.fill_(1.0 if attention_init else 0.0)
             layer.bind(self, lp, attention)
         self.plan = plan
-        self._layers = tuple(layer for _, layer in layers)
-        network.register_load_state_dict_pre_hook(self.check_checkpoint)
+        self.layer_paths = tuple(name for name, _ in layers)
+        own_path = next((name for name, m in network.named_modules()
+                         if m is self), None)
+        if own_path is not None:
+            network.register_forward_pre_hook(
+                functools.partial(_follow_replica, own_path,
+                                  self.layer_paths))
         self.init_weights()
         return plan
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """Kaiming normal (fan_out) over each layer's own slice of cells,
-        and the official initialisation of every bound layer's attention."""
+        """Kaiming normal (fan_out) over each layer's own slice of cells.
+        (The attentions are initialised by the network, see
+        :func:`~mmkw.cnn.reset_kw_attentions`.)"""
         if self.plan is None:
             return
         for wh in self.plan.warehouses:
@@ -158,40 +185,28 @@ class WarehouseManager(nn.Module):
                         weight[begin:end].view(-1, *wh.cell_shape[1:]),
                         mode='fan_out',
                         nonlinearity='relu')
-        for layer in self._layers:
-            layer.attention.init_weights()
 
-    def check_checkpoint(self, network: nn.Module, state_dict: dict,
-                         prefix: str, *args) -> None:
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args):
         """Refuse a checkpoint whose warehouses do not fit this network.
 
-        A load-state-dict pre-hook of the network :meth:`bind` was given, so
-        it sees the network's whole state dict. MMEngine loads ``load_from``
-        and ``init_cfg=dict(type='Pretrained')`` non-strictly, where a wrong
-        warehouse would only be logged and the model would go on with random
-        cells. A warehouse of another shape (another budget or
-        architecture), some warehouses missing, or weights for the network
-        without any warehouse (a plain network's, an unconverted official
-        checkpoint) raise a ValueError naming the keys.
-
-        Args:
-            network (nn.Module): The module that was bound.
-            state_dict (dict): The state dict being loaded.
-            prefix (str): The network's prefix in ``state_dict``.
+        MMEngine loads ``load_from`` and ``init_cfg=dict(type='Pretrained')``
+        non-strictly, where a wrong warehouse would only be logged and the
+        model would go on with random cells. A warehouse of another shape
+        (another budget or architecture), some warehouses missing, or
+        numbered warehouses (an unconverted official checkpoint) raise a
+        ValueError naming the keys. (A plain network's checkpoint is refused
+        by the KW layers, which find plain kernels under their names.)
         """
-        own = next((name for name, m in network.named_modules() if m is self),
-                   None)
-        if self.plan is None or own is None:
-            return
-        own = prefix + (own + '.' if own else '')
+        if self.plan is not None:
+            self._check_warehouses(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def _check_warehouses(self, state_dict: dict, prefix: str) -> None:
         expected = {
-            own + 'weights.' + wh.name: wh.shape
+            prefix + 'weights.' + wh.name: wh.shape
             for wh in self.plan.warehouses
         }
         found = [key for key in expected if key in state_dict]
-        hint = ('convert official KernelWarehouse checkpoints with '
-                'tools/model_converters/kw_official_to_mmkw.py and check that '
-                'the config (architecture, budget) matches')
         for key in found:
             shape = tuple(state_dict[key].shape)
             if shape != expected[key]:
@@ -199,18 +214,21 @@ class WarehouseManager(nn.Module):
                     f'checkpoint warehouse {key!r} has shape {list(shape)}, '
                     f'but this model needs {list(expected[key])} (cells x '
                     f'cell shape); it was saved for another budget or '
-                    f'architecture: {hint}')
+                    f'architecture: {CHECKPOINT_HINT}')
         if found and len(found) < len(expected):
             missing = sorted(set(expected) - set(found))
             raise ValueError(
                 f'checkpoint lacks {len(missing)} of the model\'s '
-                f'{len(expected)} warehouses ({missing[:3]}); {hint}')
-        if not found and any(key.startswith(prefix) for key in state_dict):
+                f'{len(expected)} warehouses ({missing[:3]}); '
+                f'{CHECKPOINT_HINT}')
+        others = sorted(key for key in state_dict
+                        if key.startswith(prefix + 'weights.')
+                        and key not in expected)
+        if others and not found:
             raise ValueError(
-                f'checkpoint has weights for {type(network).__name__} '
-                f'{prefix!r} but none of its KernelWarehouse warehouses '
-                f'({sorted(expected)[:3]}...): it is not a checkpoint of this '
-                f'KW model; {hint}')
+                f'checkpoint warehouses {others[:3]} are not the model\'s '
+                f'({sorted(expected)[:3]}): numbered warehouses come from an '
+                f'unconverted official checkpoint; {CHECKPOINT_HINT}')
 
     def extra_repr(self) -> str:
         if self.plan is None:

@@ -1,14 +1,15 @@
 """ConvNeXt with KernelWarehouse convolutions."""
 import numbers
-from typing import Dict, Mapping, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import torch.nn as nn
 from mmpretrain.models.backbones.convnext import ConvNeXt
 
-from mmkw.cnn import KWConv2d, WarehouseManager
+from mmkw.cnn import KWLayout, WarehouseManager
 from mmkw.registry import register_model
+from .base import KWBackboneMixin
 from .utils import (attention_norm_layer, check_frozen_stages,
-                    check_out_indices, freeze_warehouses)
+                    check_out_indices)
 
 __all__ = ['KWConvNeXt', 'parse_convnext_budget']
 
@@ -106,22 +107,8 @@ def _check_arch(arch, arch_settings: Mapping) -> Dict[str, list]:
     return dict(depths=list(depths), channels=list(channels))
 
 
-def _kw_conv(conv: nn.Conv2d, warehouse: str) -> KWConv2d:
-    """A KW conv (with bias) with the geometry of a plain conv."""
-    return KWConv2d(
-        conv.in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        stride=conv.stride,
-        padding=conv.padding,
-        dilation=conv.dilation,
-        groups=conv.groups,
-        bias=True,
-        warehouse=warehouse)
-
-
 @register_model
-class KWConvNeXt(ConvNeXt):
+class KWConvNeXt(KWBackboneMixin, ConvNeXt):
     """ConvNeXt whose convolutions draw their kernels from KernelWarehouses.
 
     The official KernelWarehouse layout (Li & Yao, ICML 2024): the stem
@@ -239,41 +226,35 @@ class KWConvNeXt(ConvNeXt):
         self.budgets = budgets
         self.attention_init = attention_init
         self.norm_eval = norm_eval
-        self.warehouse_manager = warehouse_manager
-
-        # Declaration order is the official warehouse index order.
-        for name, value in budgets.items():
-            warehouse_manager.declare(name, budget=value)
-        stem = self.downsample_layers[0]
-        stem[0] = _kw_conv(stem[0], 'stem')
-        for i in range(1, num_stages):
-            layer = self.downsample_layers[i]
-            layer[1] = _kw_conv(layer[1], f'downsample{i}')
-        for i, stage in enumerate(self.stages):
+        for stage in self.stages:
             for block in stage:
-                block.depthwise_conv = _kw_conv(block.depthwise_conv,
-                                                f'stage{i}_depthwise')
-                block.pointwise_conv1 = _kw_conv(block.pointwise_conv1,
-                                                 f'stage{i}_pointwise')
-                block.pointwise_conv2 = _kw_conv(block.pointwise_conv2,
-                                                 f'stage{i}_pointwise')
                 if block.gamma is not None:
                     # The official [1, C, 1, 1] layer scale.
                     block.gamma = nn.Parameter(
                         block.gamma.detach().reshape(1, -1, 1, 1).clone())
-        self.plan = warehouse_manager.bind(self, attention_init=attention_init)
-        self._freeze_stages()
+        self.convert_to_kw(warehouse_manager, attention_init)
 
-    def _stage_warehouses(self, i: int):
-        """Names of the warehouses frozen with stage ``i``."""
-        own = 'stem' if i == 0 else f'downsample{i}'
-        return [own, f'stage{i}_depthwise', f'stage{i}_pointwise']
+    def kw_layout(self) -> KWLayout:
+        layout = KWLayout()
+        # Declaration order is the official warehouse index order.
+        for name, value in self.budgets.items():
+            layout.warehouse(name, value)
+        layout.assign('downsample_layers.0.0', 'stem')
+        for i in range(1, len(self.stages)):
+            layout.assign(f'downsample_layers.{i}.1', f'downsample{i}')
+        for i, stage in enumerate(self.stages):
+            for j in range(len(stage)):
+                block = f'stages.{i}.{j}.'
+                layout.assign(block + 'depthwise_conv', f'stage{i}_depthwise')
+                for pointwise in ('pointwise_conv1', 'pointwise_conv2'):
+                    layout.assign(block + pointwise, f'stage{i}_pointwise')
+        return layout
 
-    def _freeze_stages(self):
-        super()._freeze_stages()
-        freeze_warehouses(
-            self, lambda: (name for i in range(self.frozen_stages)
-                           for name in self._stage_warehouses(i)))
+    def frozen_modules(self) -> List[nn.Module]:
+        return [
+            module for i in range(self.frozen_stages)
+            for module in (self.downsample_layers[i], self.stages[i])
+        ]
 
     def train(self, mode: bool = True):
         super().train(mode)

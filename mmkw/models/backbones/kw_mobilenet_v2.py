@@ -1,21 +1,21 @@
 """MobileNetV2 with KernelWarehouse convolutions."""
 import math
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch.nn as nn
-from mmcv.cnn import ConvModule
 from mmpretrain.models.backbones.mobilenet_v2 import MobileNetV2
 
-from mmkw.cnn import KWConv2d, KWConvNd, WarehouseManager
+from mmkw.cnn import KWLayout, WarehouseManager
 from mmkw.registry import register_model
+from .base import KWBackboneMixin
 from .utils import (attention_norm_layer, check_frozen_stages,
-                    check_out_indices, freeze_warehouses, plain_conv)
+                    check_out_indices)
 
 __all__ = ['KWMobileNetV2']
 
 
 @register_model
-class KWMobileNetV2(MobileNetV2):
+class KWMobileNetV2(KWBackboneMixin, MobileNetV2):
     """MobileNetV2 whose convolutions draw their kernels from KernelWarehouses.
 
     The official KernelWarehouse layouts (Li & Yao, ICML 2024). The seven
@@ -149,34 +149,24 @@ class KWMobileNetV2(MobileNetV2):
             widen_factor=widen_factor,
             out_indices=out_indices,
             frozen_stages=frozen_stages,
-            conv_cfg=dict(type=KWConv2d),
             **kwargs)
         self.budget = budget
         self.attention_init = attention_init
         self.separate_pointwise = separate_pointwise
-        self.warehouse_manager = warehouse_manager
-        for module, warehouse, wh_budget in self._layout():
-            if warehouse is None:
-                module.conv = plain_conv(module.conv)
-                continue
-            module.conv.warehouse = warehouse
-            if warehouse not in warehouse_manager.specs:
-                warehouse_manager.declare(warehouse, budget=wh_budget)
-        self.plan = warehouse_manager.bind(self, attention_init=attention_init)
-        self._freeze_stages()
+        self.convert_to_kw(warehouse_manager, attention_init)
 
-    def _layout(self) -> Iterator[Tuple[ConvModule, Optional[str],
-                                        Optional[float]]]:
-        """Every ConvModule in network order with its warehouse.
-
-        Yields:
-            tuple: ``(module, warehouse, budget)``; ``warehouse`` is None for
-            a plain conv, ``budget`` None for the backbone's budget.
-        """
+    def kw_layout(self) -> KWLayout:
+        layout = KWLayout()
         tuned = self.budget < 1
         # The tuned (b < 1) layout keeps the stem and depthwise convs at b=1.
         dense_budget = 1.0 if tuned else None
         last_stage = self.kw_stages[-1]
+
+        def assign(path: str, warehouse: Optional[str],
+                   budget: Optional[float] = None) -> None:
+            if warehouse is not None:
+                layout.warehouse(warehouse, budget)
+            layout.assign(path + '.conv', warehouse)
 
         def pointwise(stage: int, role: str) -> Optional[str]:
             if tuned and stage != last_stage:
@@ -185,35 +175,29 @@ class KWMobileNetV2(MobileNetV2):
                 return f'stage{stage}_pw'
             return f'stage{stage}_{role}'
 
-        yield self.conv1, 'stem', dense_budget
+        assign('conv1', 'stem', dense_budget)
         for i, stage in enumerate(self.kw_stages):
             layer = getattr(self, f'layer{i + 1}')
             for j, block in enumerate(layer):
                 own = stage
                 if j == 0 and i > 0 and self.kw_stages[i - 1] != stage:
                     own = self.kw_stages[i - 1]  # hand over from the last
-                convs = list(block.conv)
-                if len(convs) == 3:
-                    yield convs[0], pointwise(own, 'expand'), None
-                yield convs[-2], f'stage{own}_dw', dense_budget
-                yield convs[-1], pointwise(own, 'project'), None
-        yield self.conv2, pointwise(last_stage, 'project'), None
+                path = f'layer{i + 1}.{j}.conv'
+                last = len(block.conv) - 1
+                if last == 2:
+                    assign(f'{path}.0', pointwise(own, 'expand'))
+                assign(f'{path}.{last - 1}', f'stage{own}_dw', dense_budget)
+                assign(f'{path}.{last}', pointwise(own, 'project'))
+        assign('conv2', pointwise(last_stage, 'project'))
+        return layout
 
-    def frozen_warehouses(self) -> List[str]:
-        """Names of the warehouses that ``frozen_stages`` freezes."""
-        modules: List[nn.Module] = []
-        if self.frozen_stages >= 0:
-            modules.append(self.conv1)
-        modules += [
+    def frozen_modules(self) -> List[nn.Module]:
+        if self.frozen_stages < 0:
+            return []
+        return [self.conv1] + [
             getattr(self, f'layer{i}')
             for i in range(1, self.frozen_stages + 1)
         ]
-        names: Dict[str, None] = {}
-        for module in modules:
-            for m in module.modules():
-                if isinstance(m, KWConvNd):
-                    names[m.warehouse] = None
-        return list(names)
 
     def _freeze_stages(self):
         super()._freeze_stages()
@@ -221,11 +205,3 @@ class KWMobileNetV2(MobileNetV2):
             # MobileNetV2 freezes the stem's parameters but leaves its norm
             # in training mode; keep its statistics frozen too.
             self.conv1.eval()
-        freeze_warehouses(self, self.frozen_warehouses)
-
-    def train(self, mode: bool = True):
-        """Set the mode, keeping frozen stages and ``norm_eval``; returns
-        ``self`` as ``nn.Module.train`` does (MMPretrain's returns None,
-        which breaks ``model = backbone.eval()``)."""
-        super().train(mode)
-        return self

@@ -1,18 +1,20 @@
 """ResNet with KernelWarehouse convolutions."""
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
-from mmpretrain.models.backbones.resnet import Bottleneck, ResLayer, ResNet
+import torch.nn as nn
+from mmpretrain.models.backbones.resnet import Bottleneck, ResNet
 
-from mmkw.cnn import KWConv2d, WarehouseManager
+from mmkw.cnn import KWLayout, WarehouseManager
 from mmkw.registry import register_model
+from .base import KWBackboneMixin
 from .utils import (attention_norm_layer, check_frozen_stages,
-                    check_out_indices, freeze_warehouses, plain_conv)
+                    check_out_indices)
 
 __all__ = ['KWResNet']
 
 
 @register_model
-class KWResNet(ResNet):
+class KWResNet(KWBackboneMixin, ResNet):
     """ResNet whose convolutions draw their kernels from KernelWarehouses.
 
     The official KernelWarehouse layout (Li & Yao, ICML 2024): one
@@ -101,40 +103,39 @@ class KWResNet(ResNet):
             **kwargs)
         self.budget = budget
         self.attention_init = attention_init
-        self.warehouse_manager = warehouse_manager
-        for i in range(num_stages):
-            warehouse_manager.declare(f'stage{i}')
-        self.plan = warehouse_manager.bind(self, attention_init=attention_init)
-        self._freeze_stages()
+        self.convert_to_kw(warehouse_manager, attention_init)
 
-    def make_res_layer(self, **kwargs) -> ResLayer:
-        stage = len(self.res_layers)
-        own, previous = f'stage{stage}', f'stage{max(stage - 1, 0)}'
-        layer = ResLayer(
-            **dict(kwargs, conv_cfg=dict(type=KWConv2d, warehouse=own)))
-        first = layer[0]
-        # The first block hands over from the previous stage's warehouse.
-        if isinstance(first, Bottleneck) and stage == 0:
-            first.conv1 = plain_conv(first.conv1)
-        else:
-            first.conv1.warehouse = previous
-        if first.downsample is not None:
-            idx = [isinstance(m, KWConv2d)
-                   for m in first.downsample].index(True)
-            if kwargs['stride'] == 1:
-                first.downsample[idx] = plain_conv(first.downsample[idx])
-            else:
-                first.downsample[idx].warehouse = previous
-        return layer
+    def kw_layout(self) -> KWLayout:
+        layout = KWLayout()
+        for stage, name in enumerate(self.res_layers):
+            own = layout.warehouse(f'stage{stage}')
+            previous = f'stage{max(stage - 1, 0)}'
+            for j, block in enumerate(getattr(self, name)):
+                convs = ['conv1', 'conv2']
+                if isinstance(block, Bottleneck):
+                    convs.append('conv3')
+                for conv in convs:
+                    layout.assign(f'{name}.{j}.{conv}', own)
+                if j > 0:
+                    continue
+                # The first block hands over from the previous stage's
+                # warehouse.
+                first = None if isinstance(block, Bottleneck) and stage == 0 \
+                    else previous
+                layout.assign(f'{name}.0.conv1', first)
+                if block.downsample is not None:
+                    idx = [isinstance(m, nn.Conv2d)
+                           for m in block.downsample].index(True)
+                    layout.assign(
+                        f'{name}.0.downsample.{idx}',
+                        None if self.strides[stage] == 1 else previous)
+        return layout
 
-    def _freeze_stages(self):
-        super()._freeze_stages()
-        freeze_warehouses(
-            self, lambda: (f'stage{i}' for i in range(self.frozen_stages)))
-
-    def train(self, mode: bool = True):
-        """Set the mode, keeping frozen stages and ``norm_eval``; returns
-        ``self`` as ``nn.Module.train`` does (MMPretrain's returns None,
-        which breaks ``model = backbone.eval()``)."""
-        super().train(mode)
-        return self
+    def frozen_modules(self) -> List[nn.Module]:
+        if self.frozen_stages < 0:
+            return []
+        stem = [self.stem] if self.deep_stem else [self.conv1]
+        return stem + [
+            getattr(self, f'layer{i}')
+            for i in range(1, self.frozen_stages + 1)
+        ]

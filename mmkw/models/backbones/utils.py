@@ -1,16 +1,13 @@
-"""Helpers shared by the KW backbones: argument checks, plain convs, the
-attention norm."""
+"""Helpers shared by the KW backbones: argument checks, the attention
+norm."""
 import functools
-from typing import Callable, Iterable, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch.nn as nn
 from mmcv.cnn import build_norm_layer
 
-from mmkw.cnn import KWConv2d
-
 __all__ = [
-    'check_out_indices', 'check_frozen_stages', 'freeze_warehouses',
-    'plain_conv', 'attention_norm_layer'
+    'check_out_indices', 'check_frozen_stages', 'attention_norm_layer'
 ]
 
 
@@ -43,44 +40,6 @@ def check_frozen_stages(frozen_stages: int, num_stages: int) -> None:
             or not -1 <= frozen_stages <= num_stages:
         raise ValueError(f'frozen_stages must be an int in [-1, {num_stages}] '
                          f'(-1 freezes nothing), got {frozen_stages!r}')
-
-
-def freeze_warehouses(backbone: nn.Module,
-                      names: Callable[[], Iterable[str]]) -> None:
-    """Stop the gradient of the warehouses ``names()`` of ``backbone``.
-
-    Does nothing while the backbone has no bound ``warehouse_manager`` yet
-    (``_freeze_stages`` also runs inside the parent backbone's
-    ``__init__``, before the warehouses exist).
-
-    Args:
-        backbone (nn.Module): A KW backbone.
-        names (Callable): Returns the names of the warehouses to freeze.
-    """
-    manager = getattr(backbone, 'warehouse_manager', None)
-    if manager is None or manager.plan is None:
-        return
-    for name in names():
-        manager.weights[name].requires_grad = False
-
-
-def plain_conv(layer: KWConv2d) -> nn.Conv2d:
-    """The ordinary conv with the geometry of an (unbound) KW conv, for the
-    layers an official layout keeps plain; initialised like mmcv's
-    ``ConvModule`` initialises its conv (Kaiming normal, fan_out)."""
-    conv = nn.Conv2d(
-        layer.in_channels,
-        layer.out_channels,
-        layer.kernel_size,
-        stride=layer.stride,
-        padding=layer.padding,
-        dilation=layer.dilation,
-        groups=layer.groups,
-        bias=layer.bias is not None)
-    nn.init.kaiming_normal_(conv.weight, mode='fan_out', nonlinearity='relu')
-    if conv.bias is not None:
-        nn.init.zeros_(conv.bias)
-    return conv
 
 
 def _build_norm(cfg: dict, num_features: int) -> nn.Module:

@@ -5,8 +5,10 @@ import torch
 import torch.nn as nn
 from mmpretrain.models.heads import LinearClsHead
 
-from mmkw.cnn import KWLinear, WarehouseManager
+from mmkw.cnn import (KWLayout, WarehouseManager, apply_layout,
+                      reset_kw_attentions)
 from mmkw.registry import register_model
+from ..backbones.base import has_pretrained_init
 from ..backbones.utils import attention_norm_layer
 
 __all__ = ['KWLinearClsHead']
@@ -75,16 +77,25 @@ class KWLinearClsHead(LinearClsHead):
             raise ValueError(f'dropout must be in [0, 1), got {dropout!r}')
         super().__init__(
             num_classes, in_channels, init_cfg=init_cfg, **kwargs)
-        self.fc = KWLinear(in_channels, num_classes, bias=True, warehouse='fc')
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.warehouse_manager = WarehouseManager(
             budget=budget,
             cell_ratio=cell_ratio,
             reduction=reduction,
             norm_layer=attention_norm_layer(attention_norm_cfg))
-        self.warehouse_manager.declare('fc')
-        self.plan = self.warehouse_manager.bind(
-            self, attention_init=attention_init)
+        # LinearClsHead's fc becomes a KW linear layer with its own warehouse.
+        self.plan = apply_layout(
+            self, KWLayout({'fc': (None, None)}, {'fc': 'fc'}),
+            attention_init=attention_init)
+
+    def init_weights(self):
+        """LinearClsHead's ``init_cfg`` (Normal on Linear layers), then the
+        official initialisation of the fc's attention over it (not over a
+        ``Pretrained`` checkpoint)."""
+        initialised = self._is_init
+        super().init_weights()
+        if not initialised and not has_pretrained_init(self.init_cfg):
+            reset_kw_attentions(self)
 
     def forward(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
         """Class scores of the last feature, dropout, then the KW fc."""

@@ -1,0 +1,88 @@
+"""What every KW backbone shares: its plain parent plus a layout."""
+from typing import List
+
+import torch.nn as nn
+
+from mmkw.cnn import (KWConvNd, KWLayout, NetworkPlan, WarehouseManager,
+                      apply_layout, reset_kw_attentions)
+
+__all__ = ['KWBackboneMixin', 'has_pretrained_init']
+
+
+def has_pretrained_init(init_cfg) -> bool:
+    """Whether an ``init_cfg`` loads a ``Pretrained`` checkpoint."""
+    cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
+    return any(
+        isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'
+        for cfg in cfgs)
+
+
+class KWBackboneMixin:
+    """Turns a plain MMPretrain backbone, built unchanged by its own
+    ``__init__``, into its KernelWarehouse version.
+
+    A subclass (``class KWResNet(KWBackboneMixin, ResNet)``) builds its
+    parent, then calls :meth:`convert_to_kw` with a
+    :class:`~mmkw.cnn.WarehouseManager`. It declares its layout in
+    :meth:`kw_layout` (pure data over module paths) and the modules its
+    ``frozen_stages`` freezes in :meth:`frozen_modules`; the mixin swaps the
+    layers, binds the warehouses (``self.warehouse_manager``,
+    ``self.plan``), freezes the warehouses of frozen modules, makes
+    ``train()`` return ``self`` and gives the attentions their official
+    initialisation in ``init_weights()``.
+    """
+
+    warehouse_manager: WarehouseManager
+    plan: NetworkPlan
+
+    def kw_layout(self) -> KWLayout:
+        """The warehouses and the layers drawing from them (or staying
+        plain), by module path, in warehouse index order."""
+        raise NotImplementedError
+
+    def frozen_modules(self) -> List[nn.Module]:
+        """The modules ``frozen_stages`` freezes (their warehouses too)."""
+        return []
+
+    def convert_to_kw(self, manager: WarehouseManager,
+                      attention_init: bool = True) -> None:
+        """Apply :meth:`kw_layout` with ``manager`` and bind it."""
+        self.warehouse_manager = manager
+        self.plan = apply_layout(self, self.kw_layout(), manager,
+                                 attention_init)
+        self._freeze_stages()
+
+    def frozen_warehouses(self) -> List[str]:
+        """Names of the warehouses a frozen module draws from."""
+        names = {}
+        for module in self.frozen_modules():
+            for m in module.modules():
+                if isinstance(m, KWConvNd):
+                    names[m.warehouse] = None
+        return list(names)
+
+    def _freeze_stages(self):
+        super()._freeze_stages()
+        # The parent's __init__ freezes too, before any warehouse exists.
+        manager = self._modules.get('warehouse_manager')
+        if manager is None or manager.plan is None:
+            return
+        for name in self.frozen_warehouses():
+            manager.weights[name].requires_grad = False
+
+    def init_weights(self):
+        """The parent's initialisation (its ``init_cfg``, the warehouses),
+        then the official one of the attentions, over any generic
+        ``init_cfg`` (e.g. ConvNeXt's TruncNormal on every Linear), as the
+        official code does; not over a ``Pretrained`` checkpoint."""
+        initialised = self._is_init
+        super().init_weights()
+        if not initialised and not has_pretrained_init(self.init_cfg):
+            reset_kw_attentions(self)
+
+    def train(self, mode: bool = True):
+        """Set the mode, keeping frozen stages and ``norm_eval``; returns
+        ``self`` as ``nn.Module.train`` does (MMPretrain's returns None,
+        which breaks ``model = backbone.eval()``)."""
+        super().train(mode)
+        return self
