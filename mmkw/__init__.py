@@ -7,10 +7,12 @@ PyTorch alone and is importable without the OpenMMLab stack.
 """
 import importlib.util
 
-from .cnn import get_temperature, set_temperature
+from .cnn import convert_to_kw, get_temperature, set_temperature
 from .version import __version__
 
-__all__ = ['__version__', 'set_temperature', 'get_temperature']
+__all__ = [
+    '__version__', 'set_temperature', 'get_temperature', 'convert_to_kw'
+]
 
 if importlib.util.find_spec('mmengine') is not None:
     # The OpenMMLab integration: registries, models, hooks, compat fixes.

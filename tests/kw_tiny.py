@@ -8,7 +8,6 @@ import uuid
 from typing import List, Optional
 
 import numpy as np
-import pytest
 import torch
 from mmengine.config import Config
 from mmengine.dist import all_gather, get_world_size, is_main_process
@@ -20,21 +19,11 @@ import mmkw
 from mmkw.registry import register_hook
 
 __all__ = [
-    'make_image_folder', 'tiny_classifier_cfg', 'RecordKWHook', 'one_thread',
+    'make_image_folder', 'tiny_classifier_cfg', 'RecordKWHook',
     'DDPProbeHook', 'tiny_runner'
 ]
 
 NUM_CLASSES = 4
-
-
-@pytest.fixture
-def one_thread():
-    """Run a test with one intra-op thread: the tiny models here are far
-    faster that way, and ``pytest -n 2`` already keeps two cores busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_image_folder(root: str, per_class: int = 4, size: int = 32) -> str:

@@ -7,8 +7,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from kw_tiny import (make_image_folder, one_thread,  # noqa
-                     tiny_classifier_cfg, tiny_runner)
+from helpers import num_threads
+from kw_tiny import make_image_folder, tiny_classifier_cfg, tiny_runner
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
@@ -47,10 +47,8 @@ def trained(tmp_path_factory):
     cfg['default_hooks']['checkpoint'].update(save_best='accuracy',
                                               rule='greater')
     cfg['custom_hooks'].append(dict(type='EMAHook'))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    tiny_runner(cfg).train()
-    torch.set_num_threads(threads)
+    with num_threads(1):
+        tiny_runner(cfg).train()
     return cfg, str(root / 'work' / 'epoch_1.pth')
 
 

@@ -1,11 +1,12 @@
 """Every flat ImageNet config parses, builds its model (on the meta device)
 and its optimizer, which gives no weight decay to biases and other 1-D
-parameters. Detection configs (mask-rcnn_*) are tested with the detector."""
-from pathlib import Path
+parameters. Detection configs (mask-rcnn_*, yolox_*) are tested with the
+detectors."""
 from unittest import mock
 
 import pytest
 import torch
+from helpers import CONFIG_DIR
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
@@ -13,10 +14,23 @@ from mmengine.registry import DefaultScope
 import mmkw  # noqa: F401
 from mmkw.cnn import KWAttention
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
 CONFIGS = sorted(p.name for p in CONFIG_DIR.glob('*.py')
-                 if not p.name.startswith('mask-rcnn'))
+                 if not p.name.startswith(('mask-rcnn', 'yolox')))
 ADVANCED = [name for name in CONFIGS if '-adamw-300e_' in name]
+# The paper's ImageNet models (traditional and advanced recipes) and the
+# RegNet made KW by KWConverted.
+EXPECTED = sorted(
+    [f'kw{b}-resnet18_8xb32_in1k.py' for b in ('1d4x', '1d2x', '1x', '2x',
+                                               '4x')] +
+    [f'kw{b}-resnet18_32xb128-adamw-300e_in1k.py'
+     for b in ('1d4x', '1d2x', '1x', '2x', '4x')] +
+    [f'kw{b}-resnet50_8xb32_in1k.py' for b in ('1d2x', '1x', '4x')] +
+    [f'kw{b}-resnet50_32xb128-adamw-300e_in1k.py'
+     for b in ('1d2x', '1x', '4x')] +
+    [f'kw{b}-mobilenet-v2{w}_8xb32_in1k.py' for b in ('1d2x', '1x', '4x')
+     for w in ('', '-050')] +
+    [f'kw{b}-convnext-tiny_32xb128_in1k.py' for b in ('3d4x', '1x')] +
+    ['kw1x-regnetx-400mf_8xb128_in1k.py'])
 
 
 def _load(name: str) -> Config:
@@ -43,7 +57,7 @@ def _build_model(cfg: Config):
 
 
 def test_configs_found():
-    assert len(CONFIGS) >= 16 and len(ADVANCED) == 8
+    assert CONFIGS == EXPECTED and len(ADVANCED) == 8
 
 
 @pytest.mark.parametrize('name', CONFIGS)

@@ -2,30 +2,17 @@
 warehouses stay identical while each rank trains on its own shard; the
 checkpoint then goes through tools/test.py."""
 import copy
-import importlib.util
 import json
 import os
 import pickle
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from kw_tiny import make_image_folder, one_thread, tiny_classifier_cfg  # noqa
+from helpers import REPO_ROOT
+from kw_tiny import make_image_folder, tiny_classifier_cfg
 from mmengine.config import Config
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _tool(name: str):
-    """A module of tools/ (not a package; ``test`` would clash with the
-    standard library's)."""
-    spec = importlib.util.spec_from_file_location(
-        f'mmkw_tools_{name}', REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 pytestmark = [pytest.mark.usefixtures('one_thread'), pytest.mark.ddp]
 
@@ -54,10 +41,10 @@ def ddp_run(tmp_path_factory):
         PORT=str(_free_port()),
         OMP_NUM_THREADS='1',
         PYTHONPATH=os.pathsep.join(
-            [str(REPO / 'tests'),
+            [str(REPO_ROOT / 'tests'),
              os.environ.get('PYTHONPATH', '')]))
     proc = subprocess.run(
-        ['bash', str(REPO / 'tools' / 'dist_train.sh'), str(config), '2',
+        ['bash', str(REPO_ROOT / 'tools' / 'dist_train.sh'), str(config), '2',
          '--cfg-options', 'env_cfg.dist_cfg.backend=gloo'],
         cwd=str(root), env=env, capture_output=True, text=True,
         timeout=300)
@@ -84,10 +71,10 @@ def test_replicas_stay_identical(ddp_run):
     assert any(r['losses'][0] != r['losses'][1] for r in records)
 
 
-def test_test_tool_on_ddp_checkpoint(ddp_run, tmp_path):
+def test_test_tool_on_ddp_checkpoint(ddp_run, tmp_path, load_tool):
     config, work, _ = ddp_run
     out = tmp_path / 'preds.pkl'
-    _tool('test').main([
+    load_tool('test').main([
         str(config),
         str(work / 'epoch_2.pth'), '--work-dir',
         str(tmp_path), '--out',

@@ -6,14 +6,13 @@ converted, loaded strictly into the model of the config the converter
 infers, and the logits must match the official ones at three temperatures.
 """
 import argparse
-import importlib.util
 import re
 
 import pytest
 import torch
-from conftest import (CONFIG_DIR, REPO_ROOT, fill_state_dict,
-                      golden_config_name, golden_names, golden_plan_names,
-                      load_golden, load_golden_plan)
+from helpers import (CONFIG_DIR, fill_state_dict, golden_config_name,
+                      golden_names, golden_plan_names, load_golden,
+                      load_golden_plan, num_threads)
 from mmengine.runner import load_checkpoint
 
 import mmkw
@@ -39,11 +38,9 @@ def official_kernels():
     fast path sums in another order too; ``test_fast_path_on_golden_models``
     pins it to this formulation in float64, where the order does not matter.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(2, threads))
-    with kw_conv_implementation('reference'):
+    with num_threads(max(2, torch.get_num_threads())), \
+            kw_conv_implementation('reference'):
         yield
-    torch.set_num_threads(threads)
 
 
 def official_state_dict(golden: dict, temperature: str,
@@ -163,16 +160,8 @@ def resnet18_official():
     return golden, official_state_dict(golden, '0.0')
 
 
-def _tool():
-    path = REPO_ROOT / 'tools' / 'model_converters' / 'kw_official_to_mmkw.py'
-    spec = importlib.util.spec_from_file_location('kw_official_to_mmkw', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_cli_end_to_end(tmp_path, capsys, resnet18_official,
-                        official_kernels):
+                        official_kernels, load_tool):
     golden, state = resnet18_official
     src = tmp_path / 'kw1x_resnet18.pth'
     dst = tmp_path / 'out' / 'kw1x-resnet18_in1k.pth'
@@ -182,7 +171,8 @@ def test_cli_end_to_end(tmp_path, capsys, resnet18_official,
         model='kw_resnet18', lr=0.1, cell_num_ratio=1)), src)
     assert set(load_official_checkpoint(src)) == set(state)
 
-    assert _tool().main([str(src), str(dst)]) == 0
+    assert load_tool('model_converters/kw_official_to_mmkw').main(
+        [str(src), str(dst)]) == 0
     printed = capsys.readouterr().out
     config = golden_config_name('resnet18_kw1x')
     assert f'matching config: {config}' in printed
@@ -211,9 +201,10 @@ def test_cli_end_to_end(tmp_path, capsys, resnet18_official,
         assert torch.equal(pretrained(golden['input'], mode='tensor'), logits)
 
 
-def test_cli_with_config_and_errors(tmp_path, capsys, resnet18_official):
+def test_cli_with_config_and_errors(tmp_path, capsys, resnet18_official,
+                                    load_tool):
     _, state = resnet18_official
-    tool = _tool()
+    tool = load_tool('model_converters/kw_official_to_mmkw')
     src = tmp_path / 'bare.pth'
     torch.save(state, src)  # a bare state dict
     config = golden_config_name('resnet18_kw1x')

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn as nn
-from conftest import golden_config_name, load_golden_plan
+from helpers import golden_config_name, load_golden_plan
 from mmpretrain.models.backbones import ConvNeXt
 
 from mmkw.cnn import (ZERO_CELL, KWAttention, KWConv2d, get_temperature,

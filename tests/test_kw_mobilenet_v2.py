@@ -5,8 +5,8 @@ import re
 import pytest
 import torch
 import torch.nn as nn
-from conftest import (CONFIG_DIR, golden_config_name, load_golden,
-                      load_golden_plan)
+from helpers import (CONFIG_DIR, golden_config_name, load_golden,
+                      load_golden_plan, num_threads)
 
 import mmkw
 from mmkw.cnn import ZERO_CELL, KWAttention, KWConvNd, WarehouseManager
@@ -38,10 +38,8 @@ _MODELS = {}
 def _single_thread():
     """These models are tiny: on a busy machine intra-op threads cost more
     in synchronisation than they save (seconds instead of milliseconds)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with num_threads(1):
+        yield
 
 
 def _model(name):

@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import (REPO_ROOT, assert_plan_matches_golden,
+from helpers import (REPO_ROOT, assert_plan_matches_golden,
                       golden_config_name, golden_plan_names, load_golden_plan)
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import DefaultScope

@@ -9,7 +9,7 @@ import onnx
 import onnxruntime
 import pytest
 import torch
-from conftest import CONFIG_DIR
+from helpers import CONFIG_DIR
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 

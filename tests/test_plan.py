@@ -3,7 +3,7 @@ import math
 import re
 
 import pytest
-from conftest import (assert_plan_matches_golden, golden_plan_names,
+from helpers import (assert_plan_matches_golden, golden_plan_names,
                       load_golden_plan)
 
 from mmkw.cnn import (ZERO_CELL, LayerSpec, WarehouseSpec, build_plan,

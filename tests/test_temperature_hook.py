@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from kw_tiny import (RecordKWHook, make_image_folder, one_thread,  # noqa
-                     tiny_classifier_cfg, tiny_runner)
+from kw_tiny import (RecordKWHook, make_image_folder, tiny_classifier_cfg,
+                     tiny_runner)
 from mmengine.runner import Runner
 
 import mmkw

@@ -1,34 +1,33 @@
 """Command-line handling of tools/train.py and tools/test.py (the runs
 themselves are exercised by tests/test_ddp.py)."""
-import importlib.util
-from pathlib import Path
-
 import pytest
+from helpers import CONFIG_DIR
 from mmengine.config import Config
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIG = str(REPO / 'configs' / 'kw1x-resnet18_32xb128-adamw-300e_in1k.py')
+CONFIG = str(CONFIG_DIR / 'kw1x-resnet18_32xb128-adamw-300e_in1k.py')
 
 
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(
-        f'mmkw_tools_{name}', REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope='module')
+def train(load_tool):
+    return load_tool('train')
 
 
-train = _tool('train')
-test = _tool('test')
-benchmark = _tool('analysis_tools/benchmark')
+@pytest.fixture(scope='module')
+def tool_test(load_tool):
+    return load_tool('test')
 
 
-def _train_cfg(*argv):
+@pytest.fixture(scope='module')
+def benchmark(load_tool):
+    return load_tool('analysis_tools/benchmark')
+
+
+def _train_cfg(train, *argv):
     return train.build_config(train.parse_args([CONFIG, *argv]))
 
 
-def test_defaults():
-    cfg = _train_cfg()
+def test_defaults(train):
+    cfg = _train_cfg(train)
     assert cfg.work_dir == './work_dirs/kw1x-resnet18_32xb128-adamw-300e_in1k'
     assert cfg.launcher == 'none'
     assert not cfg.get('resume', False)
@@ -36,8 +35,8 @@ def test_defaults():
     assert not cfg.auto_scale_lr.get('enable', False)
 
 
-def test_options():
-    cfg = _train_cfg('--work-dir', '/tmp/w', '--amp', '--auto-scale-lr',
+def test_options(train):
+    cfg = _train_cfg(train, '--work-dir', '/tmp/w', '--amp', '--auto-scale-lr',
                      '--cfg-options', 'train_dataloader.batch_size=4',
                      'env_cfg.dist_cfg.backend=gloo')
     assert cfg.work_dir == '/tmp/w'
@@ -52,12 +51,12 @@ def test_options():
     (['--resume'], True, None),
     (['--resume', 'w/epoch_3.pth'], True, 'w/epoch_3.pth'),
 ])
-def test_resume(argv, resume, load_from):
-    cfg = _train_cfg(*argv)
+def test_resume(argv, resume, load_from, train):
+    cfg = _train_cfg(train, *argv)
     assert cfg.resume is resume and cfg.load_from == load_from
 
 
-def test_auto_scale_lr_needs_base_batch(tmp_path):
+def test_auto_scale_lr_needs_base_batch(tmp_path, train):
     config = tmp_path / 'no_scale.py'
     Config.fromfile(CONFIG).dump(str(config))
     cfg = Config.fromfile(str(config))
@@ -68,24 +67,24 @@ def test_auto_scale_lr_needs_base_batch(tmp_path):
                                              '--auto-scale-lr']))
 
 
-def test_bad_launcher_rejected():
+def test_bad_launcher_rejected(train):
     with pytest.raises(SystemExit):
         train.parse_args([CONFIG, '--launcher', 'ray'])
 
 
-def test_cpu_distributed_needs_gloo(monkeypatch):
+def test_cpu_distributed_needs_gloo(monkeypatch, train):
     from mmkw.engine import setup_cpu_distributed
     monkeypatch.setattr('torch.cuda.is_available', lambda: False)
-    cfg = _train_cfg('--launcher', 'pytorch')
+    cfg = _train_cfg(train, '--launcher', 'pytorch')
     with pytest.raises(ValueError, match="'nccl'"):
         setup_cpu_distributed(cfg)
 
 
-def test_test_tool_arguments():
-    args = test.parse_args([CONFIG, 'ckpt.pth', '--out', 'r.pkl'])
+def test_test_tool_arguments(tool_test):
+    args = tool_test.parse_args([CONFIG, 'ckpt.pth', '--out', 'r.pkl'])
     assert (args.checkpoint, args.out) == ('ckpt.pth', 'r.pkl')
     with pytest.raises(SystemExit):
-        test.parse_args([CONFIG, 'ckpt.pth', '--out', 'r.json'])
+        tool_test.parse_args([CONFIG, 'ckpt.pth', '--out', 'r.json'])
 
 
 @pytest.mark.parametrize('scope,hook,expected', [
@@ -94,16 +93,16 @@ def test_test_tool_arguments():
     ('mmdet', dict(type='DetVisualizationHook'),
      dict(draw=True, test_out_dir='shows')),
 ])
-def test_show_dir(scope, hook, expected):
+def test_show_dir(scope, hook, expected, tool_test):
     cfg = Config(dict(default_scope=scope, default_hooks=dict(
         visualization=hook)))
-    args = test.parse_args([CONFIG, 'ckpt.pth', '--show-dir', 'shows'])
-    test.enable_visualization(cfg, args)
+    args = tool_test.parse_args([CONFIG, 'ckpt.pth', '--show-dir', 'shows'])
+    tool_test.enable_visualization(cfg, args)
     vis = cfg.default_hooks.visualization
     assert {k: vis[k] for k in expected} == expected
 
 
-def test_benchmark_model_specs(capsys):
+def test_benchmark_model_specs(capsys, benchmark):
     args = benchmark.parse_args(['--models', 'resnet50:4', 'convnext-t'])
     assert args.models == [('resnet50', 4.0), ('convnext-t', 1.0)]
     for spec, message in (('vgg16', "unknown model 'vgg16'; choose from"),

@@ -4,7 +4,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 SCRIPT = textwrap.dedent('''
     import sys

@@ -9,14 +9,12 @@ marker never appears. No other network is used.
 import copy
 import functools
 import http.server
-import importlib.util
 import threading
 from pathlib import Path
 
 import pytest
 import torch
-from kw_tiny import (make_image_folder, one_thread,  # noqa
-                     tiny_classifier_cfg, tiny_runner)
+from kw_tiny import make_image_folder, tiny_classifier_cfg, tiny_runner
 from mmengine.config import Config
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
@@ -28,7 +26,6 @@ from mmkw.engine import (CheckpointLoadError, load_from_http,
 from mmkw.engine import checkpoint as mmkw_checkpoint
 
 pytestmark = pytest.mark.usefixtures('one_thread')
-REPO = Path(__file__).resolve().parents[1]
 
 
 class _Payload:
@@ -163,17 +160,15 @@ def test_load_from_and_resume_refuse_malicious_url(evil, tiny_cfg, resume):
     assert runner.iter == 0
 
 
-def test_test_tool_refuses_malicious_url(evil, tiny_cfg, tmp_path):
+def test_test_tool_refuses_malicious_url(evil, tiny_cfg, tmp_path,
+                                         load_tool):
     url, _ = evil
     cfg = copy.deepcopy(tiny_cfg)
     cfg.update(test_dataloader=cfg['val_dataloader'], test_cfg=dict(),
                test_evaluator=cfg['val_evaluator'])
     config = tmp_path / 'tiny_config.py'
     Config(cfg).dump(str(config))
-    spec = importlib.util.spec_from_file_location(
-        'mmkw_tools_test_url', REPO / 'tools' / 'test.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('test')
     with pytest.raises(CheckpointLoadError) as info:
         tool.main([str(config), url, '--work-dir', str(tmp_path / 'test')])
     _assert_refusal(info, url)

@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from conftest import CONFIG_DIR
+from helpers import CONFIG_DIR
 from kw_tiny import make_image_folder, tiny_classifier_cfg
 from mmengine.config import Config
 from mmengine.logging import HistoryBuffer, MMLogger

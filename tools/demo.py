@@ -104,10 +104,12 @@ def run(cfg: Config) -> dict:
         cfg (Config): The demo config with ``work_dir`` set.
 
     Returns:
-        dict: ``bbox_mAP``, ``segm_mAP``, ``seconds`` (train + eval wall
-        time, including building the runner) and ``cpu_seconds`` (CPU time
-        of the process over all its threads, which depends less on other
-        load on the machine than the wall time).
+        dict: ``bbox_mAP``, ``segm_mAP``, ``loss_first`` and ``loss_last``
+        (the training loss of the first and the last iteration),
+        ``seconds`` (train + eval wall time, including building the runner)
+        and ``cpu_seconds`` (CPU time of the process over all its threads,
+        which depends less on other load on the machine than the wall
+        time).
     """
     start, cpu_start = time.perf_counter(), time.process_time()
     runner = Runner.from_cfg(cfg)
@@ -120,6 +122,8 @@ def run(cfg: Config) -> dict:
         k.split('/')[1]: float(hub.get_scalar(f'val/{k}').current())
         for k in METRICS
     }
+    losses = hub.get_scalar('train/loss').data[0]
+    result['loss_first'], result['loss_last'] = map(float, losses[[0, -1]])
     result['seconds'] = time.perf_counter() - start
     result['cpu_seconds'] = time.process_time() - cpu_start
     return result
@@ -147,6 +151,8 @@ def main(argv=None):
           f'{cfg.data_root}\n'
           f'  bbox mAP: {result["bbox_mAP"]:.3f}\n'
           f'  segm mAP: {result["segm_mAP"]:.3f}\n'
+          f'  training loss: {result["loss_first"]:.3f} (first iteration) '
+          f'-> {result["loss_last"]:.3f} (last)\n'
           f'  wall time (train + eval): {seconds / 60:.1f} min '
           f'({seconds:.0f} s, CPU time {cpu:.0f} s; data generation '
           f'{gen_seconds:.1f} s)\n'

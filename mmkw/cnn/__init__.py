@@ -4,6 +4,8 @@ from .blocked import kw_conv_blocked
 from .functional import (IMPLEMENTATIONS, assemble_kernels, kw_conv,
                          kw_conv_implementation, kw_conv_reference,
                          kw_conv_unfold)
+from .convert import (RULES, convert_to_kw, convertible_convs,
+                      kw_layout_by_rule)
 from .layers import KWConv1d, KWConv2d, KWConvNd, KWLinear
 from .layout import (KWLayout, apply_layout, kw_layer_like, plain_layer_like,
                      reset_kw_attentions)
@@ -21,5 +23,6 @@ __all__ = [
     'LayerPlan', 'NetworkPlan', 'WarehousePlan', 'WarehouseSpec',
     'build_plan', 'default_cell_ratio', 'format_budget', 'set_temperature',
     'get_temperature', 'KWLayout', 'apply_layout', 'kw_layer_like',
-    'plain_layer_like', 'reset_kw_attentions'
+    'plain_layer_like', 'reset_kw_attentions', 'RULES', 'convert_to_kw',
+    'convertible_convs', 'kw_layout_by_rule'
 ]

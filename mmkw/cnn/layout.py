@@ -59,6 +59,20 @@ class KWLayout:
 _KW_OF = {nn.Conv1d: KWConv1d, nn.Conv2d: KWConv2d}
 
 
+def _conv_geometry(layer: nn.Module) -> dict:
+    """The constructor arguments a conv (plain or KW) shares with its
+    counterpart."""
+    return dict(
+        in_channels=layer.in_channels,
+        out_channels=layer.out_channels,
+        kernel_size=layer.kernel_size,
+        stride=layer.stride,
+        padding=layer.padding,
+        dilation=layer.dilation,
+        groups=layer.groups,
+        bias=layer.bias is not None)
+
+
 def kw_layer_like(layer: nn.Module, warehouse: str) -> KWConvNd:
     """A KW layer with the geometry of ``layer`` (``nn.Conv1d``,
     ``nn.Conv2d``, ``nn.Linear`` or a KW layer) drawing from
@@ -77,16 +91,7 @@ def kw_layer_like(layer: nn.Module, warehouse: str) -> KWConvNd:
             f'cannot make a KW layer of {layer!r}: only nn.Conv1d/Conv2d '
             f'(zero padding given as numbers, not transposed) and nn.Linear '
             f'are supported')
-    return kw_type(
-        layer.in_channels,
-        layer.out_channels,
-        layer.kernel_size,
-        stride=layer.stride,
-        padding=layer.padding,
-        dilation=layer.dilation,
-        groups=layer.groups,
-        bias=layer.bias is not None,
-        warehouse=warehouse)
+    return kw_type(**_conv_geometry(layer), warehouse=warehouse)
 
 
 def plain_layer_like(layer: nn.Module) -> nn.Module:
@@ -99,15 +104,7 @@ def plain_layer_like(layer: nn.Module) -> nn.Module:
         return nn.Linear(layer.in_channels, layer.out_channels,
                          bias=layer.bias is not None)
     conv_type = nn.Conv1d if layer.dims == 1 else nn.Conv2d
-    conv = conv_type(
-        layer.in_channels,
-        layer.out_channels,
-        layer.kernel_size,
-        stride=layer.stride,
-        padding=layer.padding,
-        dilation=layer.dilation,
-        groups=layer.groups,
-        bias=layer.bias is not None)
+    conv = conv_type(**_conv_geometry(layer))
     nn.init.kaiming_normal_(conv.weight, mode='fan_out', nonlinearity='relu')
     if conv.bias is not None:
         nn.init.zeros_(conv.bias)
@@ -136,15 +133,23 @@ def apply_layout(network: nn.Module,
     manager = network.warehouse_manager if manager is None else manager
     for name, (budget, cell_ratio) in layout.warehouses.items():
         manager.declare(name, budget=budget, cell_ratio=cell_ratio)
-    for path, warehouse in layout.layers.items():
-        parent_path, _, attr = path.rpartition('.')
-        parent = network.get_submodule(parent_path)
-        layer = getattr(parent, attr)
-        new = plain_layer_like(layer) if warehouse is None else \
-            kw_layer_like(layer, warehouse)
-        if new is not layer:
-            setattr(parent, attr, new)
-    return manager.bind(network, attention_init=attention_init)
+    swapped = []
+    try:
+        for path, warehouse in layout.layers.items():
+            parent_path, _, attr = path.rpartition('.')
+            parent = network.get_submodule(parent_path)
+            layer = getattr(parent, attr)
+            new = plain_layer_like(layer) if warehouse is None else \
+                kw_layer_like(layer, warehouse)
+            if new is not layer:
+                setattr(parent, attr, new)
+                swapped.append((parent, attr, layer))
+        return manager.bind(network, attention_init=attention_init)
+    except Exception:
+        # A layout that does not fit leaves the network as it was.
+        for parent, attr, layer in reversed(swapped):
+            setattr(parent, attr, layer)
+        raise
 
 
 def reset_kw_attentions(module: nn.Module) -> int:

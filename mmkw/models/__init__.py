@@ -3,5 +3,6 @@ from .backbones import *  # noqa: F401,F403
 from .backbones import __all__ as _backbones
 from .heads import *  # noqa: F401,F403
 from .heads import __all__ as _heads
+from .kw_converted import KWConverted
 
-__all__ = list(_backbones) + list(_heads)
+__all__ = list(_backbones) + list(_heads) + ['KWConverted']

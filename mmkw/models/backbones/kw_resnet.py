@@ -85,6 +85,14 @@ class KWResNet(KWBackboneMixin, ResNet):
                              f'{sorted(self.arch_settings)}, got {depth!r}')
         if num_stages not in (1, 2, 3, 4):
             raise ValueError(f'num_stages must be 1-4, got {num_stages!r}')
+        # Checked here, not left to ResNet's asserts (gone under python -O).
+        if kwargs.get('style', 'pytorch') not in ('pytorch', 'caffe'):
+            raise ValueError(f'style must be "pytorch" or "caffe", got '
+                             f'{kwargs["style"]!r}')
+        for key in ('strides', 'dilations'):
+            if key in kwargs and len(kwargs[key]) != num_stages:
+                raise ValueError(f'{key} needs one value per stage '
+                                 f'({num_stages}), got {kwargs[key]!r}')
         out_indices = check_out_indices(out_indices, num_stages)
         check_frozen_stages(frozen_stages, num_stages)
         warehouse_manager = WarehouseManager(
