@@ -175,13 +175,16 @@ def kw_conv(x: torch.Tensor,
         Tensor: ``[B, C_out, *spatial_out]``.
 
     ``torch.fx`` traces it as one call (see :mod:`mmkw.cnn.layers`);
-    ``torch.onnx.export`` records :func:`kw_conv_unfold`.
+    ``torch.onnx.export`` records :func:`kw_conv_unfold`; ``torch.jit``
+    tracing (FLOP counters such as MMEngine's) records the official
+    formulation, whose aten ops show the kernel assembly and the
+    convolution.
     """
     if _implementation[0] == 'unfold' or torch.onnx.is_in_onnx_export():
         return kw_conv_unfold(x, attention, warehouse, split, weight_shape,
                               stride, padding, dilation, groups, bias,
                               out_scale)
-    if _implementation[0] == 'blocked':
+    if _implementation[0] == 'blocked' and not torch.jit.is_tracing():
         return kw_conv_blocked(x, attention, warehouse, split, weight_shape,
                                stride, padding, dilation, groups, bias,
                                out_scale)

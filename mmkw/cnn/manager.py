@@ -17,10 +17,15 @@ def _follow_replica(manager_path: str, layer_paths: Sequence[str],
     """Forward pre-hook of a bound network: point its layers at the manager
     inside *this* network. A DataParallel replica copies each layer's
     handle, which still names the original manager; ``copy.deepcopy``
-    copies handles consistently and needs nothing."""
-    manager = network.get_submodule(manager_path)
-    first = network.get_submodule(layer_paths[0])
-    if first._manager and first._manager[0] is manager:
+    copies handles consistently and needs nothing. A network whose KW layers
+    were made plain again (no manager) is left alone."""
+    try:
+        manager = network.get_submodule(manager_path)
+        first = network.get_submodule(layer_paths[0])
+    except AttributeError:
+        return
+    if not isinstance(first, KWConvNd) or (
+            first._manager and first._manager[0] is manager):
         return
     for path in layer_paths:
         network.get_submodule(path)._manager = (manager, )

@@ -1,0 +1,95 @@
+"""Honest FLOPs: the counter sees the kernel assembly and the attention of
+every KW layer, whichever formulation runs eagerly."""
+import math
+
+import pytest
+import torch
+from helpers import CONFIG_DIR
+from mmengine.config import Config
+from mmpretrain.registry import MODELS
+
+import mmkw  # noqa: F401  (registers the KW backbones)
+from mmkw.analysis import count_complexity, plain_counterpart
+from mmkw.cnn import KWConvNd, kw_conv_implementation
+
+SHAPE = (3, 64, 64)
+
+
+def _kw_inputs(model):
+    """Input numel of every KW layer on one ``SHAPE`` image."""
+    sizes = {}
+
+    def record(module, args, output):
+        sizes.setdefault(module, args[0].numel())
+
+    hooks = [
+        m.register_forward_hook(record) for m in model.modules()
+        if isinstance(m, KWConvNd)
+    ]
+    model.eval()(torch.rand(1, *SHAPE))
+    for h in hooks:
+        h.remove()
+    return sizes
+
+
+@pytest.mark.parametrize('impl', ['blocked', 'reference'])
+def test_counter_sees_assembly_and_attention(impl):
+    model = MODELS.build(dict(type='KWResNet', depth=18, base_channels=8,
+                              stem_channels=8))
+    with kw_conv_implementation(impl):
+        result = count_complexity(model, SHAPE)
+    ops = result['by_operator']
+    layers = [m for m in model.modules() if isinstance(m, KWConvNd)]
+    plan = model.plan
+    # Assembly: [m, n] attention times [n, cell] warehouse, per layer.
+    assembly = sum(
+        lp.num_mixtures * plan.warehouses[lp.warehouse_index].num_cells *
+        math.prod(plan.warehouses[lp.warehouse_index].cell_shape)
+        for lp in plan.layers)
+    assert ops['mm'] == assembly
+    # Pooling: one FLOP per input element of every KW layer.
+    assert ops['mean'] == sum(_kw_inputs(model).values())
+    # The attention's fc layers and normalisation are counted.
+    assert ops['linear'] > 0 and ops['abs'] > 0 and ops['div'] > 0
+    # The convolutions cost what the plain network's do.
+    plain = count_complexity(plain_counterpart(model), SHAPE)
+    assert ops['conv'] == plain['by_operator']['conv']
+    assert result['flops'] == plain['flops'] + sum(
+        ops[op] for op in ('mm', 'mean', 'linear', 'abs', 'sum', 'div',
+                           'addcmul')) + ops['batch_norm'] - \
+        plain['by_operator']['batch_norm']
+    assert len(layers) == 19
+
+
+def test_plain_counterpart_has_the_plain_parameters():
+    model = MODELS.build(dict(type='KWResNet', depth=18))
+    plain = plain_counterpart(model)
+    assert not any(isinstance(m, KWConvNd) for m in plain.modules())
+    from mmpretrain.models import ResNet
+    reference = ResNet(depth=18)
+    assert sum(p.numel() for p in plain.parameters()) == sum(
+        p.numel() for p in reference.parameters())
+    # The model itself is untouched.
+    assert any(isinstance(m, KWConvNd) for m in model.modules())
+
+
+def test_get_flops_tool(load_tool, capsys):
+    tool = load_tool('analysis_tools/get_flops')
+    results = tool.main(
+        [str(CONFIG_DIR / 'kw1x-resnet18_8xb32_in1k.py'), '--shape', '64'])
+    printed = capsys.readouterr().out
+    assert 'KW FLOPs by operator' in printed
+    assert results['KW']['params'] == 11_932_148  # the zoo's figure
+    assert results['plain']['params'] == 11_689_512
+    assert results['KW']['flops'] > results['plain']['flops']
+    with pytest.raises(SystemExit):
+        tool.parse_args(['c.py', '--shape', '1', '2', '3'])
+
+
+def test_get_flops_refuses_a_model_without_kw_layers(load_tool, tmp_path):
+    cfg = Config(dict(default_scope='mmpretrain', model=dict(
+        type='ImageClassifier', backbone=dict(type='ResNet', depth=18))))
+    cfg.dump(str(tmp_path / 'plain.py'))
+    tool = load_tool('analysis_tools/get_flops')
+    with pytest.raises(ValueError, match='has no KW layer'):
+        tool.main([str(tmp_path / 'plain.py'), '--shape', '32'])
