@@ -93,3 +93,38 @@ def test_get_flops_refuses_a_model_without_kw_layers(load_tool, tmp_path):
     tool = load_tool('analysis_tools/get_flops')
     with pytest.raises(ValueError, match='has no KW layer'):
         tool.main([str(tmp_path / 'plain.py'), '--shape', '32'])
+
+
+def test_kw_plan_tool_tables(load_tool, capsys):
+    tool = load_tool('analysis_tools/kw_plan')
+    report = tool.main(
+        [str(CONFIG_DIR / 'kw1d2x-mobilenet-v2_8xb32_in1k.py'), '--layers'])
+    assert report in capsys.readouterr().out
+    # Both managers, the paper's table, the totals against the plain model
+    # (MMPretrain's MobileNetV2 1.0 classifier: 3,504,872 parameters).
+    assert '[backbone.warehouse_manager]' in report
+    assert '[head.warehouse_manager]' in report
+    assert 'stage6_project  1d2x    80x160x1x1       4   80   40  512,000' \
+        in report
+    assert 'total            2,654,396  3,504,872  0.757x' in report
+    # --layers: kernel, warehouse, split, m, first cell, beta.
+    assert ('layer6.1.conv.0.conv  960x160x1x1   stage6_expand   1/2/2'
+            '        4   0      0,z,z,1') in report
+
+
+def test_kw_plan_of_a_detector_with_another_budget(load_tool):
+    report = load_tool('analysis_tools/kw_plan').main(
+        [str(CONFIG_DIR / 'mask-rcnn_kw-r50_1x_coco.py'), '--budget', '4'])
+    assert 'stage0     4x' in report
+    assert 'total            120,854,448  44,396,336' in report
+
+
+def test_kw_plan_errors(load_tool, tmp_path):
+    tool = load_tool('analysis_tools/kw_plan')
+    cfg = Config(dict(default_scope='mmpretrain', model=dict(
+        type='ImageClassifier', backbone=dict(type='ResNet', depth=18))))
+    cfg.dump(str(tmp_path / 'plain.py'))
+    with pytest.raises(ValueError, match='--budget needs a KW backbone'):
+        tool.main([str(tmp_path / 'plain.py'), '--budget', '2'])
+    with pytest.raises(ValueError, match='ImageClassifier has no KW layer'):
+        tool.main([str(tmp_path / 'plain.py')])
