@@ -128,3 +128,32 @@ def test_kw_plan_errors(load_tool, tmp_path):
         tool.main([str(tmp_path / 'plain.py'), '--budget', '2'])
     with pytest.raises(ValueError, match='ImageClassifier has no KW layer'):
         tool.main([str(tmp_path / 'plain.py')])
+
+
+def test_vis_attention_tool(tmp_path, load_tool, capsys):
+    """At temperature 1 the attention is the initial assignment: every
+    mixture puts weight 1 on one of its own cells."""
+    from kw_tiny import make_image_folder, tiny_classifier_cfg
+    data = make_image_folder(str(tmp_path / 'images'), per_class=2)
+    cfg = Config(tiny_classifier_cfg(str(tmp_path / 'work'), data))
+    cfg.dump(str(tmp_path / 'cfg.py'))
+    model = MODELS.build(cfg.model)
+    mmkw.set_temperature(model, 1.0)
+    torch.save({'state_dict': model.state_dict()}, tmp_path / 'ckpt.pth')
+    maps, stats = load_tool('analysis_tools/vis_attention').main([
+        str(tmp_path / 'cfg.py'), str(tmp_path / 'ckpt.pth'), '--split',
+        'train', '--num-images', '4', '--out-dir', str(tmp_path / 'out')
+    ])
+    assert sorted(maps) == [f'backbone.stage{i}' for i in range(4)]
+    assert len(stats) == 19
+    for row in stats:
+        assert row['own_share'] == pytest.approx(1.0)
+        assert row['negative'] == 0.0 and row['entropy'] == pytest.approx(0.0)
+    for name in maps:
+        assert (tmp_path / 'out' / f'{name}.png').stat().st_size > 0
+    assert (tmp_path / 'out' / 'statistics.json').exists()
+    assert '4 images of the train split' in capsys.readouterr().out
+    with pytest.raises(ValueError, match='has no test_dataloader'):
+        load_tool('analysis_tools/vis_attention').main(
+            [str(tmp_path / 'cfg.py'), str(tmp_path / 'ckpt.pth'),
+             '--split', 'test'])

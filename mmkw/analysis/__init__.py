@@ -1,10 +1,13 @@
 """Analysis of KW models: warehouse plans, complexity (FLOPs, parameters)
-against the plain counterpart."""
+against the plain counterpart, attention maps."""
+from .attention_maps import (AttentionRecorder, draw_warehouse_map,
+                             layer_statistics, warehouse_maps)
 from .complexity import (KW_FLOP_HANDLES, count_complexity,
                          plain_counterpart)
 from .plan_report import build_on_meta, managers_of, plan_report
 
 __all__ = [
     'KW_FLOP_HANDLES', 'count_complexity', 'plain_counterpart',
-    'build_on_meta', 'managers_of', 'plan_report'
+    'build_on_meta', 'managers_of', 'plan_report', 'AttentionRecorder',
+    'draw_warehouse_map', 'layer_statistics', 'warehouse_maps'
 ]
