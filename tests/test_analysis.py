@@ -157,3 +157,15 @@ def test_vis_attention_tool(tmp_path, load_tool, capsys):
         load_tool('analysis_tools/vis_attention').main(
             [str(tmp_path / 'cfg.py'), str(tmp_path / 'ckpt.pth'),
              '--split', 'test'])
+
+
+@pytest.mark.parametrize(
+    'config', sorted(str(p.relative_to(CONFIG_DIR))
+                     for p in CONFIG_DIR.glob('**/*.py')
+                     if '_base_' not in p.parts))
+def test_kw_plan_on_every_config(config, load_tool):
+    report = load_tool('analysis_tools/kw_plan').main(
+        [str(CONFIG_DIR / config)])
+    # KWConverted backbones hold their manager under the backbone too.
+    assert '[backbone.warehouse_manager]' in report
+    assert 'x the plain model' in report
