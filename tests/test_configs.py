@@ -17,8 +17,8 @@ from mmkw.cnn import KWAttention
 CONFIGS = sorted(p.name for p in CONFIG_DIR.glob('*.py')
                  if not p.name.startswith(('mask-rcnn', 'yolox')))
 ADVANCED = [name for name in CONFIGS if '-adamw-300e_' in name]
-# The paper's ImageNet models (traditional and advanced recipes) and the
-# RegNet made KW by KWConverted.
+# The paper's ImageNet models (traditional and advanced recipes), ConvNeXt-T
+# in the paper's layout, and the RegNet made KW by KWConverted.
 EXPECTED = sorted(
     [f'kw{b}-resnet18_8xb32_in1k.py' for b in ('1d4x', '1d2x', '1x', '2x',
                                                '4x')] +
@@ -30,7 +30,8 @@ EXPECTED = sorted(
     [f'kw{b}-mobilenet-v2{w}_8xb32_in1k.py' for b in ('1d2x', '1x', '4x')
      for w in ('', '-050')] +
     [f'kw{b}-convnext-tiny_32xb128_in1k.py' for b in ('3d4x', '1x')] +
-    ['kw1x-regnetx-400mf_8xb128_in1k.py'])
+    ['kw1x-convnext-tiny-paper_32xb128_in1k.py',
+     'kw1x-regnetx-400mf_8xb128_in1k.py'])
 
 
 def _load(name: str) -> Config:

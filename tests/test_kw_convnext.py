@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn as nn
-from helpers import golden_config_name, load_golden_plan
+from helpers import CONFIG_DIR, golden_config_name, load_golden_plan
 from mmpretrain.models.backbones import ConvNeXt
 
 from mmkw.cnn import (ZERO_CELL, KWAttention, KWConv2d, get_temperature,
@@ -343,3 +343,49 @@ def test_deepcopy_keeps_its_own_warehouses():
         clone.warehouse_manager.weights['stem'].zero_()
         x = torch.rand(1, 3, 64, 64)
         assert not torch.equal(model(x)[0], clone(x)[0])
+
+
+def _count_on_meta(config_or_backbone):
+    from mmengine.config import Config
+
+    from mmkw.analysis import build_on_meta
+    if isinstance(config_or_backbone, dict):
+        cfg = Config.fromfile(CONFIG_DIR /
+                              'kw1x-convnext-tiny_32xb128_in1k.py')
+        cfg.model.backbone.update(config_or_backbone)
+    else:
+        cfg = Config.fromfile(CONFIG_DIR / config_or_backbone)
+    model = build_on_meta(cfg)
+    return sum(p.numel() for p in model.parameters()), model
+
+
+@pytest.mark.parametrize('backbone,expected', [
+    (dict(), 39_370_674),  # the released code's layout (default)
+    (dict(warehouse_groups='paper'), 35_918_508),
+    (dict(warehouse_groups='paper',
+          budget=dict(default=1, pointwise=(1, 1, 0.5, 0.5))), 24_779_820),
+    ('kw1x-convnext-tiny-paper_32xb128_in1k.py', 32_992_964),  # 32.99M
+])
+def test_paper_layout_counts(backbone, expected):
+    """The README's ConvNeXt counts: the appendix's third stage in three
+    warehouse groups."""
+    count, model = _count_on_meta(backbone)
+    assert count == expected
+    names = [wh.name for wh in model.backbone.plan.warehouses]
+    if expected == 39_370_674:
+        assert 'stage2_depthwise' in names
+    else:
+        assert names[-8:-2] == [
+            f'stage2g{g}_{kind}' for g in range(3)
+            for kind in ('depthwise', 'pointwise')
+        ]
+        plan = model.backbone.plan
+        assert plan.layer('stages.2.3.depthwise_conv').warehouse_index == \
+            names.index('stage2g1_depthwise')
+
+
+@pytest.mark.parametrize('groups', ['papers', (1, 1, 3), (1, 1, 10, 1),
+                                    (1, 0, 1, 1)])
+def test_bad_warehouse_groups(groups):
+    with pytest.raises(ValueError, match='warehouse_groups must be'):
+        KWConvNeXt(arch='tiny', warehouse_groups=groups)

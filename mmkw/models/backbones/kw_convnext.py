@@ -107,6 +107,27 @@ def _check_arch(arch, arch_settings: Mapping) -> Dict[str, list]:
     return dict(depths=list(depths), channels=list(channels))
 
 
+def _check_groups(groups, depths) -> tuple:
+    """Resolve ``warehouse_groups``: ``'official'`` (one group per stage),
+    ``'paper'`` (the third stage in three) or one positive int per stage,
+    at most the stage's depth."""
+    if groups == 'official':
+        return (1, ) * len(depths)
+    if groups == 'paper':
+        if len(depths) < 3:
+            raise ValueError(f'warehouse_groups="paper" splits the third '
+                             f'stage; this arch has {len(depths)} stages')
+        return tuple(3 if i == 2 else 1 for i in range(len(depths)))
+    if isinstance(groups, str) or not isinstance(groups, Sequence) or \
+            len(groups) != len(depths) or not all(
+                isinstance(g, int) and not isinstance(g, bool) and
+                1 <= g <= d for g, d in zip(groups, depths)):
+        raise ValueError(f'warehouse_groups must be "official", "paper" or '
+                         f'one int per stage in [1, depth] (depths '
+                         f'{list(depths)}), got {groups!r}')
+    return tuple(groups)
+
+
 @register_model
 class KWConvNeXt(KWBackboneMixin, ConvNeXt):
     """ConvNeXt whose convolutions draw their kernels from KernelWarehouses.
@@ -162,6 +183,13 @@ class KWConvNeXt(KWBackboneMixin, ConvNeXt):
         attention_norm_cfg (dict, optional): Norm of the attentions' hidden
             layer; None picks the official ``LN`` (or ``SyncBN`` when
             ``norm_cfg`` is SyncBN). Defaults to None.
+        warehouse_groups (str | Sequence[int]): ``'official'`` (the
+            released code: one depthwise and one pointwise warehouse per
+            stage), ``'paper'`` (the paper's appendix: the third stage's
+            blocks in three groups with warehouses of their own) or the
+            number of consecutive block groups per stage. Groups of a split
+            stage are named ``stage{i}g{k}_depthwise``/``_pointwise``.
+            Defaults to ``'official'``.
         linear_pw_conv (bool): Must be False: the pointwise convs are KW 1x1
             convs (MMPretrain's ``linear_pw_conv=False`` path), as in the
             official code. Defaults to False.
@@ -194,6 +222,7 @@ class KWConvNeXt(KWBackboneMixin, ConvNeXt):
                  frozen_stages: int = 0,
                  norm_eval: bool = False,
                  attention_norm_cfg: Optional[dict] = None,
+                 warehouse_groups: Union[str, Sequence[int]] = 'official',
                  linear_pw_conv: bool = False,
                  **kwargs):
         if linear_pw_conv is not False:
@@ -209,6 +238,7 @@ class KWConvNeXt(KWBackboneMixin, ConvNeXt):
         out_indices = check_out_indices(out_indices, num_stages)
         check_frozen_stages(frozen_stages, num_stages)
         budgets = parse_convnext_budget(budget, num_stages)
+        warehouse_groups = _check_groups(warehouse_groups, arch['depths'])
         warehouse_manager = WarehouseManager(
             budget=budgets['stem'],
             reduction=reduction,
@@ -224,6 +254,7 @@ class KWConvNeXt(KWBackboneMixin, ConvNeXt):
         self.out_indices = out_indices
         self.budget = budget
         self.budgets = budgets
+        self.warehouse_groups = warehouse_groups
         self.attention_init = attention_init
         self.norm_eval = norm_eval
         for stage in self.stages:
@@ -234,20 +265,39 @@ class KWConvNeXt(KWBackboneMixin, ConvNeXt):
                         block.gamma.detach().reshape(1, -1, 1, 1).clone())
         self.convert_to_kw(warehouse_manager, attention_init)
 
+    def _group_of(self, stage: int, block: int) -> str:
+        """``stage{i}`` or, for a stage split into warehouse groups,
+        ``stage{i}g{k}`` (consecutive blocks, as equal as possible)."""
+        groups = self.warehouse_groups[stage]
+        if groups == 1:
+            return f'stage{stage}'
+        depth = len(self.stages[stage])
+        return f'stage{stage}g{block * groups // depth}'
+
     def kw_layout(self) -> KWLayout:
         layout = KWLayout()
-        # Declaration order is the official warehouse index order.
+        # Declaration order is the official warehouse index order: the stem
+        # and downsample layers, then per stage (or warehouse group) its
+        # depthwise and pointwise warehouses.
         for name, value in self.budgets.items():
-            layout.warehouse(name, value)
+            if not name.startswith('stage'):
+                layout.warehouse(name, value)
+        for i, stage in enumerate(self.stages):
+            groups = dict.fromkeys(
+                self._group_of(i, j) for j in range(len(stage)))
+            for group in groups:
+                for kind in ('depthwise', 'pointwise'):
+                    layout.warehouse(f'{group}_{kind}',
+                                     self.budgets[f'stage{i}_{kind}'])
         layout.assign('downsample_layers.0.0', 'stem')
         for i in range(1, len(self.stages)):
             layout.assign(f'downsample_layers.{i}.1', f'downsample{i}')
         for i, stage in enumerate(self.stages):
             for j in range(len(stage)):
-                block = f'stages.{i}.{j}.'
-                layout.assign(block + 'depthwise_conv', f'stage{i}_depthwise')
+                block, group = f'stages.{i}.{j}.', self._group_of(i, j)
+                layout.assign(block + 'depthwise_conv', f'{group}_depthwise')
                 for pointwise in ('pointwise_conv1', 'pointwise_conv2'):
-                    layout.assign(block + pointwise, f'stage{i}_pointwise')
+                    layout.assign(block + pointwise, f'{group}_pointwise')
         return layout
 
     def frozen_modules(self) -> List[nn.Module]:
