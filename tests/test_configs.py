@@ -17,8 +17,8 @@ from mmkw.cnn import KWAttention
 CONFIGS = sorted(p.name for p in CONFIG_DIR.glob('*.py')
                  if not p.name.startswith(('mask-rcnn', 'yolox')))
 ADVANCED = [name for name in CONFIGS if '-adamw-300e_' in name]
-# The paper's ImageNet models (traditional and advanced recipes), ConvNeXt-T
-# in the paper's layout, and the RegNet made KW by KWConverted.
+# The paper's ImageNet models (traditional and advanced recipes, KW-DeiT),
+# ConvNeXt-T in the paper's layout, and the RegNet made KW by KWConverted.
 EXPECTED = sorted(
     [f'kw{b}-resnet18_8xb32_in1k.py' for b in ('1d4x', '1d2x', '1x', '2x',
                                                '4x')] +
@@ -31,7 +31,9 @@ EXPECTED = sorted(
      for w in ('', '-050')] +
     [f'kw{b}-convnext-tiny_32xb128_in1k.py' for b in ('3d4x', '1x')] +
     ['kw1x-convnext-tiny-paper_32xb128_in1k.py',
-     'kw1x-regnetx-400mf_8xb128_in1k.py'])
+     'kw1x-regnetx-400mf_8xb128_in1k.py'] +
+    [f'kw{b}-deit-tiny_4xb256_in1k.py' for b in ('1x', '4x')] +
+    [f'kw{b}-deit-small_4xb256_in1k.py' for b in ('3d4x', '1x')])
 
 
 def _load(name: str) -> Config:
@@ -78,7 +80,11 @@ def test_config_builds_model_and_optimizer(name):
     for group in wrapper.optimizer.param_groups:
         for p in group['params']:
             seen += 1
-            expected = 0 if p.ndim <= 1 else base_decay
+            # The DeiT recipe does not decay the class token and the
+            # position embedding either.
+            no_decay = p.ndim <= 1 or names[id(p)].endswith(
+                ('.cls_token', '.pos_embed'))
+            expected = 0 if no_decay else base_decay
             assert group['weight_decay'] == expected, names[id(p)]
     assert seen == len(names)
     # Warehouses (one parameter each) do decay.

@@ -14,7 +14,10 @@ from helpers import REPO_ROOT
 from kw_tiny import make_image_folder, tiny_classifier_cfg
 from mmengine.config import Config
 
-pytestmark = [pytest.mark.usefixtures('one_thread'), pytest.mark.ddp]
+pytestmark = [
+    pytest.mark.usefixtures('one_thread'), pytest.mark.ddp,
+    pytest.mark.xdist_group('ports')
+]
 
 
 def _free_port() -> int:

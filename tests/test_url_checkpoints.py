@@ -25,7 +25,10 @@ from mmkw.engine import (CheckpointLoadError, load_from_http,
                          load_from_local)
 from mmkw.engine import checkpoint as mmkw_checkpoint
 
-pytestmark = pytest.mark.usefixtures('one_thread')
+pytestmark = [
+    pytest.mark.usefixtures('one_thread'),
+    pytest.mark.xdist_group('ports')  # see pytest.ini
+]
 
 
 class _Payload:
