@@ -28,7 +28,7 @@ EXPECTED = sorted(
     [f'kw{b}-resnet50_32xb128-adamw-300e_in1k.py'
      for b in ('1d2x', '1x', '4x')] +
     [f'kw{b}-mobilenet-v2{w}_8xb32_in1k.py' for b in ('1d2x', '1x', '4x')
-     for w in ('', '-050')] +
+     for w in ('', '-050')] + ['kwstar4x-mobilenet-v2_8xb32_in1k.py'] +
     [f'kw{b}-convnext-tiny_32xb128_in1k.py' for b in ('3d4x', '1x')] +
     ['kw1x-convnext-tiny-paper_32xb128_in1k.py',
      'kw1x-regnetx-400mf_8xb128_in1k.py'] +

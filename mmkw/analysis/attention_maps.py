@@ -60,6 +60,8 @@ class AttentionRecorder:
     def _recorder(self, index: int, num_mixtures: int):
 
         def record(module, args, alpha):
+            if isinstance(alpha, tuple):  # KW*: (alpha, channel, filter)
+                alpha = alpha[0]
             per_image = alpha.detach().float().reshape(
                 -1, num_mixtures, alpha.shape[-1])
             total = per_image.sum(0).cpu()

@@ -1,5 +1,5 @@
 """KernelWarehouse core: plan, attention, layers and manager (torch only)."""
-from .attention import KWAttention
+from .attention import ATTENTION_TYPES, KWAttention, KWStarAttention
 from .blocked import kw_conv_blocked
 from .functional import (IMPLEMENTATIONS, assemble_kernels, kw_conv,
                          kw_conv_implementation, kw_conv_reference,
@@ -16,8 +16,8 @@ from .plan import (MAX_WAREHOUSE_PARAMS, ZERO_CELL, LayerPlan, LayerSpec,
 from .temperature import get_temperature, set_temperature
 
 __all__ = [
-    'KWAttention', 'assemble_kernels', 'kw_conv', 'kw_conv_reference',
-    'kw_conv_unfold', 'kw_conv_blocked', 'kw_conv_implementation',
+    'KWAttention', 'KWStarAttention', 'ATTENTION_TYPES', 'assemble_kernels',
+    'kw_conv', 'kw_conv_reference', 'kw_conv_unfold', 'kw_conv_blocked', 'kw_conv_implementation',
     'IMPLEMENTATIONS', 'KWConvNd', 'KWConv1d', 'KWConv2d', 'KWLinear',
     'WarehouseManager', 'MAX_WAREHOUSE_PARAMS', 'ZERO_CELL', 'LayerSpec',
     'LayerPlan', 'NetworkPlan', 'WarehousePlan', 'WarehouseSpec',

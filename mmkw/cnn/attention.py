@@ -8,7 +8,10 @@ import torch.nn.functional as F
 
 from .plan import ZERO_CELL
 
-__all__ = ['KWAttention']
+__all__ = ['KWAttention', 'KWStarAttention', 'ATTENTION_TYPES']
+
+#: ``attention_type`` values of :class:`~mmkw.cnn.WarehouseManager`.
+ATTENTION_TYPES = ('kw', 'kw_star')
 
 #: Norms whose affine parameters the official initialisation resets.
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
@@ -147,9 +150,16 @@ class KWAttention(nn.Module):
                                 norm.weight, norm.bias, False, 0.0, norm.eps)
         return norm(hidden)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """Pool, ``fc1``, norm, ReLU: the features every head reads."""
         pooled = x.flatten(2).mean(dim=-1)
-        hidden = self.act1(self._normalize(self.fc1(pooled)))
+        return self.act1(self._normalize(self.fc1(pooled)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._mixture(self._hidden(x))
+
+    def _mixture(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``alpha`` ``[B * m, n]`` from the hidden features."""
         logits = self.fc2(hidden)
         if self.num_local_cells is not None:
             logits = self._map_to_cells(logits)
@@ -171,3 +181,58 @@ class KWAttention(nn.Module):
             s += (f', local_cells={self.num_local_cells}, '
                   f'basis={self.num_basis}')
         return s
+
+
+class KWStarAttention(KWAttention):
+    """KW* (paper Table 17): the KW attention plus ODConv's input-channel,
+    output-channel and spatial attentions (Li et al., ICLR 2022).
+
+    From the same hidden features: ``channel_fc`` gives a sigmoid weight per
+    input channel (applied to the input), ``filter_fc`` one per output
+    channel (applied to the output), and, for kernels larger than 1x1,
+    ``spatial_fc`` one per kernel position, which scales the mixtures of
+    that position (``alpha`` rows ``s * G_o * G_i ... (s + 1) * G_o * G_i``),
+    i.e. the assembled kernel at that position. The KW mixture takes the
+    place of ODConv's kernel-number attention. As in ODConv's released code
+    the sigmoids have temperature 1 and the heads have biases (zero-
+    initialised, Kaiming fan-out weights); unlike it, depthwise convs get an
+    output-channel attention too, which is what the paper's parameter count
+    of MobileNetV2 KW*4x (12.51M) needs.
+
+    Args:
+        in_channels, num_mixtures, num_cells, beta: As
+            :class:`KWAttention`.
+        out_channels (int): Output channels of the layer.
+        split (tuple[int, int, int]): ``(G_s, G_o, G_i)`` of the layer.
+        **kwargs: Other arguments of :class:`KWAttention`.
+
+    Returns (forward):
+        tuple: ``alpha`` ``[B * m, n]`` (spatially scaled), the input-channel
+        ``[B, C_in]`` and the output-channel ``[B, C_out]`` attentions.
+    """
+
+    def __init__(self, in_channels: int, num_mixtures: int, num_cells: int,
+                 beta: Sequence, out_channels: int,
+                 split: Sequence[int], **kwargs):
+        super().__init__(in_channels, num_mixtures, num_cells, beta,
+                         **kwargs)
+        hidden = self.hidden_channels
+        self.split = tuple(split)
+        self.channel_fc = nn.Linear(hidden, in_channels)
+        self.filter_fc = nn.Linear(hidden, out_channels)
+        self.spatial_fc = nn.Linear(hidden, split[0]) if split[0] > 1 \
+            else None
+        self.init_weights()
+
+    def forward(self, x: torch.Tensor):
+        hidden = self._hidden(x)
+        alpha = self._mixture(hidden)
+        channel = torch.sigmoid(self.channel_fc(hidden))
+        filter_ = torch.sigmoid(self.filter_fc(hidden))
+        if self.spatial_fc is not None:
+            # One weight per kernel position, for its G_o * G_i mixtures.
+            spatial = torch.sigmoid(self.spatial_fc(hidden))
+            per_mixture = spatial.repeat_interleave(
+                self.split[1] * self.split[2], dim=1)
+            alpha = alpha * per_mixture.reshape(-1, 1)
+        return alpha, channel, filter_

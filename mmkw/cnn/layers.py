@@ -141,9 +141,23 @@ class KWConvNd(nn.Module):
         """
         warehouse = self.warehouse_weight()
         bias = self.bias if out_bias is None else out_bias
-        return kw_conv(x, self.attention(x), warehouse, self.split,
-                       self.weight_shape, self.stride, self.padding,
-                       self.dilation, self.groups, bias, out_scale)
+        attention = self.attention(x)
+        if not isinstance(attention, tuple):
+            return kw_conv(x, attention, warehouse, self.split,
+                           self.weight_shape, self.stride, self.padding,
+                           self.dilation, self.groups, bias, out_scale)
+        # KW* (KWStarAttention): input- and output-channel attentions
+        # around the same KW convolution; the bias comes after them.
+        alpha, channel, filter_ = attention
+        spatial = (None, ) * self.dims
+        out = kw_conv(x * channel[(..., ) + spatial], alpha, warehouse,
+                      self.split, self.weight_shape, self.stride,
+                      self.padding, self.dilation, self.groups, None,
+                      out_scale)
+        out = out * filter_[(..., ) + spatial]
+        if bias is None:
+            return out
+        return out + bias.reshape((1, -1) + (1, ) * self.dims)
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args):
         """Refuse a plain kernel for this layer: the checkpoint belongs to a

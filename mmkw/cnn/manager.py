@@ -5,7 +5,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from .attention import KWAttention
+from .attention import ATTENTION_TYPES, KWAttention, KWStarAttention
 from .layers import CHECKPOINT_HINT, KWConvNd
 from .plan import NetworkPlan, WarehouseSpec, build_plan
 
@@ -59,6 +59,10 @@ class WarehouseManager(nn.Module):
             basis mapping of the attention. Defaults to 1.
         norm_layer (Callable): Attention hidden norm. Defaults to
             ``nn.BatchNorm1d``.
+        attention_type (str): ``'kw'`` (KernelWarehouse's attention) or
+            ``'kw_star'`` (KW*: plus ODConv's input-channel, output-channel
+            and spatial attentions, :class:`~mmkw.cnn.KWStarAttention`).
+            Defaults to ``'kw'``.
     """
 
     def __init__(self,
@@ -66,8 +70,13 @@ class WarehouseManager(nn.Module):
                  cell_ratio: Optional[float] = None,
                  reduction: float = 0.0625,
                  nonlocal_basis_ratio: float = 1.0,
-                 norm_layer: Callable[[int], nn.Module] = nn.BatchNorm1d):
+                 norm_layer: Callable[[int], nn.Module] = nn.BatchNorm1d,
+                 attention_type: str = 'kw'):
         super().__init__()
+        if attention_type not in ATTENTION_TYPES:
+            raise ValueError(f'attention_type must be one of '
+                             f'{ATTENTION_TYPES}, got {attention_type!r}')
+        self.attention_type = attention_type
         WarehouseSpec('default', budget, cell_ratio)  # validates
         if not 0 < reduction <= 1:
             raise ValueError(f'reduction must be in (0, 1], got {reduction!r}')
@@ -150,14 +159,17 @@ class WarehouseManager(nn.Module):
             if self.nonlocal_basis_ratio < 1:
                 nonlocal_basis = (int(wh.spec.budget * lp.num_mixtures),
                                   lp.start, self.nonlocal_basis_ratio)
-            attention = KWAttention(
-                layer.in_channels,
-                lp.num_mixtures,
-                wh.num_cells,
-                lp.beta,
+            options = dict(
                 reduction=self.reduction,
                 norm_layer=self.norm_layer,
                 nonlocal_basis=nonlocal_basis)
+            if self.attention_type == 'kw_star':
+                options.update(out_channels=layer.out_channels,
+                               split=lp.split)
+            attention_cls = KWStarAttention \
+                if self.attention_type == 'kw_star' else KWAttention
+            attention = attention_cls(layer.in_channels, lp.num_mixtures,
+                                      wh.num_cells, lp.beta, **options)
             attention.temperature.fill_(1.0 if attention_init else 0.0)
             layer.bind(self, lp, attention)
         self.plan = plan

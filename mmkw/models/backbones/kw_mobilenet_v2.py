@@ -87,6 +87,10 @@ class KWMobileNetV2(KWBackboneMixin, MobileNetV2):
         attention_norm_cfg (dict, optional): Norm of the attentions' hidden
             layer; None picks the official ``BN1d``, or ``SyncBN`` when
             ``norm_cfg`` is SyncBN. Defaults to None.
+        attention_type (str): ``'kw'``, or ``'kw_star'`` for KW* (the
+            paper's Table 17: ODConv's input-channel, output-channel and
+            spatial attentions on top, see
+            :class:`~mmkw.cnn.KWStarAttention`). Defaults to ``'kw'``.
         **kwargs: ``norm_cfg``, ``act_cfg``, ``norm_eval``, ``with_cp`` and
             ``init_cfg`` of MMPretrain's ``MobileNetV2``.
 
@@ -122,6 +126,7 @@ class KWMobileNetV2(KWBackboneMixin, MobileNetV2):
                  out_indices: Sequence[int] = (7, ),
                  frozen_stages: int = -1,
                  attention_norm_cfg: Optional[dict] = None,
+                 attention_type: str = 'kw',
                  **kwargs):
         for name, value in (('widen_factor', widen_factor), ('budget',
                                                              budget)):
@@ -144,7 +149,8 @@ class KWMobileNetV2(KWBackboneMixin, MobileNetV2):
             cell_ratio=cell_ratio,
             reduction=reduction,
             norm_layer=attention_norm_layer(attention_norm_cfg,
-                                            kwargs.get('norm_cfg')))
+                                            kwargs.get('norm_cfg')),
+            attention_type=attention_type)
         super().__init__(
             widen_factor=widen_factor,
             out_indices=out_indices,
