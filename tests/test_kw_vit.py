@@ -87,8 +87,9 @@ def test_bad_arguments(kwargs, match):
                             **kwargs)
 
 
-def test_config_trains(tmp_path, one_thread):
-    cfg = Config.fromfile(CONFIG_DIR / 'kw1x-deit-tiny_4xb256_in1k.py')
+@pytest.mark.parametrize('config', sorted(COUNTS))
+def test_config_trains(config, tmp_path, one_thread):
+    cfg = Config.fromfile(CONFIG_DIR / config)
     assert [h['type'] for h in cfg.custom_hooks] == ['KWTemperatureHook']
     data = make_image_folder(str(tmp_path / 'data'), per_class=2, size=32)
     cfg.train_dataloader = dict(
@@ -99,6 +100,7 @@ def test_config_trains(tmp_path, one_thread):
                                dict(type='PackInputs')]))
     cfg.model.backbone.img_size = 32
     cfg.model.head.num_classes = 4
+    assert cfg.model.backbone.type == 'KWVisionTransformer'
     cfg.model.train_cfg = None  # no mixup/cutmix on 4 classes of 2 images
     cfg.model.data_preprocessor = dict(num_classes=4)
     cfg.train_cfg = dict(by_epoch=False, max_iters=2)
