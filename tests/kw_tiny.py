@@ -19,7 +19,8 @@ import mmkw
 from mmkw.registry import register_hook
 
 __all__ = [
-    'make_image_folder', 'tiny_classifier_cfg', 'RecordKWHook',
+    'make_image_folder', 'tiny_classifier_cfg', 'train_on_image_folder',
+    'RecordKWHook',
     'DDPProbeHook', 'tiny_runner'
 ]
 
@@ -229,3 +230,46 @@ class DDPProbeHook(Hook):
             with open(osp.join(runner.work_dir, 'ddp_probe.json'), 'w') as f:
                 json.dump(dict(world_size=get_world_size(),
                                records=self.records), f)
+
+
+def train_on_image_folder(cfg: Config, data_root: str, work_dir: str,
+                          iters: int = 2, transforms=()) -> Runner:
+    """Shrink an ImageNet classification config to ``iters`` iterations of
+    batch 4 on an image folder from :func:`make_image_folder` (no
+    validation, no checkpoint, the temperature over those iterations) and
+    train it.
+
+    Args:
+        cfg (Config): The config (changed in place).
+        data_root (str): The image folder.
+        work_dir (str): Work directory.
+        iters (int): Iterations. Defaults to 2.
+        transforms (Sequence[dict]): Transforms between loading and
+            packing. Defaults to none.
+
+    Returns:
+        Runner: The runner, after training.
+    """
+    cfg.train_dataloader = dict(
+        batch_size=4,
+        num_workers=0,
+        sampler=dict(type='DefaultSampler', shuffle=True),
+        dataset=dict(
+            type='CustomDataset',
+            data_root=data_root,
+            pipeline=[dict(type='LoadImageFromFile'), *transforms,
+                      dict(type='PackInputs')]))
+    cfg.model.head.num_classes = NUM_CLASSES
+    cfg.train_cfg = dict(by_epoch=False, max_iters=iters)
+    cfg.param_scheduler = []  # a 100-300 epoch schedule does not fit
+    for key in ('val_dataloader', 'val_cfg', 'val_evaluator',
+                'test_dataloader', 'test_cfg', 'test_evaluator'):
+        cfg.pop(key, None)
+    cfg.custom_hooks = [dict(type='KWTemperatureHook', iters=iters)]
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', interval=-1, save_last=False)
+    cfg.work_dir = work_dir
+    cfg.log_level = 'WARNING'
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return runner

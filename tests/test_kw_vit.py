@@ -5,9 +5,8 @@ import pytest
 import torch
 import torch.nn as nn
 from helpers import CONFIG_DIR
-from kw_tiny import make_image_folder
+from kw_tiny import make_image_folder, train_on_image_folder
 from mmengine.config import Config
-from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 
 import mmkw
@@ -91,30 +90,12 @@ def test_bad_arguments(kwargs, match):
 def test_config_trains(config, tmp_path, one_thread):
     cfg = Config.fromfile(CONFIG_DIR / config)
     assert [h['type'] for h in cfg.custom_hooks] == ['KWTemperatureHook']
-    data = make_image_folder(str(tmp_path / 'data'), per_class=2, size=32)
-    cfg.train_dataloader = dict(
-        batch_size=4, num_workers=0,
-        sampler=dict(type='DefaultSampler', shuffle=True),
-        dataset=dict(type='CustomDataset', data_root=data,
-                     pipeline=[dict(type='LoadImageFromFile'),
-                               dict(type='PackInputs')]))
-    cfg.model.backbone.img_size = 32
-    cfg.model.head.num_classes = 4
     assert cfg.model.backbone.type == 'KWVisionTransformer'
+    cfg.model.backbone.img_size = 32
     cfg.model.train_cfg = None  # no mixup/cutmix on 4 classes of 2 images
     cfg.model.data_preprocessor = dict(num_classes=4)
-    cfg.train_cfg = dict(by_epoch=False, max_iters=2)
-    cfg.param_scheduler = []  # the 300-epoch schedule does not fit 2 iters
-    for key in ('val_dataloader', 'val_cfg', 'val_evaluator',
-                'test_dataloader', 'test_cfg', 'test_evaluator'):
-        cfg.pop(key, None)
-    cfg.custom_hooks = [dict(type='KWTemperatureHook', iters=2)]
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1,
-                                        save_last=False)
-    cfg.work_dir = str(tmp_path / 'work')
-    cfg.log_level = 'WARNING'
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    data = make_image_folder(str(tmp_path / 'data'), per_class=2, size=32)
+    runner = train_on_image_folder(cfg, data, str(tmp_path / 'work'))
     assert mmkw.get_temperature(runner.model) == 0.0
     losses = runner.message_hub.get_scalar('train/loss').data[0]
     assert len(losses) == 2 and all(map(math.isfinite, losses))
