@@ -120,3 +120,25 @@ def test_bad_arguments(tmp_path, load_tool):
         build_export_model(str(tmp_path / 'c.py'), 'm.pth')
     with pytest.raises(ValueError, match=r'shape must be \(H, W\)'):
         export_onnx(torch.nn.Identity(), str(tmp_path / 'x.onnx'), (0, 4))
+
+
+def test_kw_star_exports_with_a_dynamic_batch(tmp_path):
+    """KW* layers (ODConv heads around the KW conv) export too."""
+    backbone = MODELS.build(
+        dict(type='mmpretrain.KWMobileNetV2', widen_factor=0.5,
+             attention_type='kw_star', out_indices=(2, ))).eval()
+    set_temperature(backbone, 0.5)  # untrained, tau 0 would output ~0
+
+    class FirstOutput(torch.nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.backbone = backbone
+
+        def forward(self, x):
+            return self.backbone(x)[0]
+
+    model = FirstOutput().eval()
+    onnx_file = export_onnx(model, str(tmp_path / 'kw_star.onnx'), SHAPE,
+                            dynamic_batch=True, dynamo=False)
+    _assert_onnxruntime_matches(onnx_file, model, (1, 4))
