@@ -2,10 +2,7 @@
 and its optimizer, which gives no weight decay to biases and other 1-D
 parameters. Detection configs (mask-rcnn_*, yolox_*) are tested with the
 detectors."""
-from unittest import mock
-
 import pytest
-import torch
 from helpers import CONFIG_DIR
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
@@ -13,6 +10,7 @@ from mmengine.registry import DefaultScope
 
 import mmkw  # noqa: F401
 from mmkw.cnn import KWAttention
+from mmkw.models import build_model_from_config
 
 CONFIGS = sorted(p.name for p in CONFIG_DIR.glob('*.py')
                  if not p.name.startswith(('mask-rcnn', 'yolox')))
@@ -40,23 +38,10 @@ def _load(name: str) -> Config:
     return Config.fromfile(str(CONFIG_DIR / name))
 
 
-def _linspace_on_cpu(*args, **kwargs):
-    # MMPretrain's ResNet and ConvNeXt read drop-path rates with
-    # torch.linspace(...).item(), which meta tensors cannot do.
-    return _LINSPACE(*args, **dict(kwargs, device='cpu'))
-
-
-_LINSPACE = torch.linspace
-
-
 def _build_model(cfg: Config):
     """The config's model with meta tensors: no memory, no init cost."""
-    from mmpretrain.registry import MODELS
     assert cfg.default_scope == 'mmpretrain'
-    with DefaultScope.overwrite_default_scope('mmpretrain'), \
-            torch.device('meta'), \
-            mock.patch.object(torch, 'linspace', _linspace_on_cpu):
-        return MODELS.build(cfg.model)
+    return build_model_from_config(cfg, device='meta')
 
 
 def test_configs_found():

@@ -347,15 +347,13 @@ def test_deepcopy_keeps_its_own_warehouses():
 
 def _count_on_meta(config_or_backbone):
     from mmengine.config import Config
-
-    from mmkw.analysis import build_on_meta
     if isinstance(config_or_backbone, dict):
         cfg = Config.fromfile(CONFIG_DIR /
                               'kw1x-convnext-tiny_32xb128_in1k.py')
         cfg.model.backbone.update(config_or_backbone)
     else:
         cfg = Config.fromfile(CONFIG_DIR / config_or_backbone)
-    model = build_on_meta(cfg)
+    model = build_model_from_config(cfg, device='meta')
     return sum(p.numel() for p in model.parameters()), model
 
 

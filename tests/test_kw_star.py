@@ -5,12 +5,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from helpers import CONFIG_DIR
-from mmengine.config import Config
 
-from mmkw.analysis import build_on_meta
 from mmkw.cnn import (KWConv2d, KWStarAttention, WarehouseManager,
                       assemble_kernels, kw_conv_implementation,
                       set_temperature)
+from mmkw.models import build_model_from_config
 
 
 class StarNet(nn.Module):
@@ -90,7 +89,7 @@ def test_mobilenet_v2_kwstar4x_count():
                               12_506_955),
                              ('kw4x-mobilenet-v2_8xb32_in1k.py',
                               11_379_382)):
-        model = build_on_meta(Config.fromfile(CONFIG_DIR / config))
+        model = build_model_from_config(CONFIG_DIR / config, device='meta')
         assert sum(p.numel() for p in model.parameters()) == expected
 
 

@@ -10,9 +10,8 @@ from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
 import mmkw
-from mmkw.analysis import build_on_meta
 from mmkw.cnn import KWLinear
-from mmkw.models import KWVisionTransformer
+from mmkw.models import KWVisionTransformer, build_model_from_config
 from mmkw.models.backbones.kw_vit import SplitQKV
 
 # config: (our count, the paper's)
@@ -27,7 +26,7 @@ COUNTS = {
 @pytest.mark.parametrize('config', sorted(COUNTS))
 def test_parameter_counts(config):
     """The README's counts; three of four within 0.1% of the paper's."""
-    model = build_on_meta(Config.fromfile(CONFIG_DIR / config))
+    model = build_model_from_config(CONFIG_DIR / config, device='meta')
     count = sum(p.numel() for p in model.parameters())
     ours, paper = COUNTS[config]
     assert count == ours

@@ -4,10 +4,10 @@ from .attention_maps import (AttentionRecorder, draw_warehouse_map,
                              layer_statistics, warehouse_maps)
 from .complexity import (KW_FLOP_HANDLES, count_complexity,
                          plain_counterpart)
-from .plan_report import build_on_meta, managers_of, plan_report
+from .plan_report import managers_of, plan_report
 
 __all__ = [
     'KW_FLOP_HANDLES', 'count_complexity', 'plain_counterpart',
-    'build_on_meta', 'managers_of', 'plan_report', 'AttentionRecorder',
+    'managers_of', 'plan_report', 'AttentionRecorder',
     'draw_warehouse_map', 'layer_statistics', 'warehouse_maps'
 ]

@@ -1,42 +1,18 @@
 """The warehouse plan of any KW model as tables, without allocating it.
 
-:func:`build_on_meta` builds a config's model on PyTorch's ``meta`` device
-(shapes only, no memory, no initialisation cost); :func:`plan_report` prints
+:func:`plan_report` prints
 every warehouse manager's plan as the paper's Table 14 (per warehouse: cell
 shape, layers, ``m_t``, ``n``, parameters), the totals against the plain
 counterpart, and optionally every KW layer.
 """
 from typing import Iterator, List, Tuple
-from unittest import mock
 
 import torch
 import torch.nn as nn
-from mmengine.config import Config
-from mmengine.registry import MODELS, init_default_scope
 
 from mmkw.cnn import ZERO_CELL, KWAttention, KWConvNd, WarehouseManager
 
-__all__ = ['build_on_meta', 'plan_report', 'managers_of']
-
-_LINSPACE = torch.linspace
-
-
-def _linspace_on_cpu(*args, **kwargs):
-    # Drop-path rates are read with torch.linspace(...).item(), which a meta
-    # tensor cannot give.
-    return _LINSPACE(*args, **dict(kwargs, device='cpu'))
-
-
-def build_on_meta(cfg: Config) -> nn.Module:
-    """The model of ``cfg`` on the ``meta`` device (no weights allocated,
-    no checkpoint loaded)."""
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    model_cfg = cfg.model.copy()
-    model_cfg.get('backbone', {}).pop('init_cfg', None)
-    with torch.device('meta'), mock.patch.object(torch, 'linspace',
-                                                 _linspace_on_cpu):
-        return MODELS.build(model_cfg)
-
+__all__ = ['plan_report', 'managers_of']
 
 def managers_of(model: nn.Module) -> List[Tuple[str, WarehouseManager]]:
     """``(module path, manager)`` of every bound manager, in model order."""

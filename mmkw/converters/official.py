@@ -28,9 +28,9 @@ from typing import (Callable, Dict, List, Mapping, Optional, Set, Tuple,
 
 import torch
 import torch.nn as nn
-from torch.overrides import TorchFunctionMode
 
 from mmkw.cnn import KWAttention, WarehouseManager
+from mmkw.models.builder import build_model_from_config
 
 __all__ = [
     'OFFICIAL_WAREHOUSE_PREFIX', 'OfficialFamily', 'ConversionReport',
@@ -411,54 +411,11 @@ def find_matching_config(state_dict: Mapping[str, torch.Tensor],
         f'has {closest[1].summary()}')
 
 
-def build_model_from_config(config: Union[str, Path],
-                            device: Union[str, torch.device, None] = None
-                            ) -> nn.Module:
-    """Build ``cfg.model`` of an mmkw config.
-
-    Args:
-        config (str | Path): Config file; its ``custom_imports`` are
-            imported (this registers mmkw).
-        device (str | torch.device, optional): Device to build on;
-            ``'meta'`` builds shapes without memory. Defaults to None
-            (the current default device).
-
-    Returns:
-        nn.Module: The model.
-    """
-    from mmengine.config import Config
-    from mmengine.registry import DefaultScope
-    from mmengine.registry import MODELS as MMENGINE_MODELS
-
-    import mmkw  # noqa: F401  (registers the mmkw models)
-    cfg = Config.fromfile(str(config))
-    scope = cfg.get('default_scope', 'mmpretrain')
-    with DefaultScope.overwrite_default_scope(scope):
-        if device is None:
-            return MMENGINE_MODELS.build(cfg.model)
-        with torch.device(device), _HostSchedules():
-            return MMENGINE_MODELS.build(cfg.model)
-
-
 @functools.lru_cache(maxsize=32)
 def _meta_model(path: str, mtime_ns: int) -> nn.Module:
     """Shape-only model of a config, kept for repeated (read-only) matching;
     ``mtime_ns`` invalidates the entry when the config file changes."""
     return build_model_from_config(path, device='meta')
-
-
-class _HostSchedules(TorchFunctionMode):
-    """Keep ``linspace``/``arange``/``logspace`` on the CPU inside a
-    ``torch.device('meta')`` block: backbones compute drop-path schedules
-    with them and call ``.item()``, which meta tensors cannot answer."""
-
-    _FUNCS = (torch.linspace, torch.arange, torch.logspace)
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = dict(kwargs or {})
-        if func in self._FUNCS and kwargs.get('device') is None:
-            kwargs['device'] = 'cpu'
-        return func(*args, **kwargs)
 
 
 def _first(keys, count: int = _SHOW) -> str:

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.config import Config
-from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import load_checkpoint
+
+from mmkw.models import build_model_from_config
 
 __all__ = [
     'ExportedClassifier', 'ExportedFeatures', 'build_export_model',
@@ -74,11 +75,9 @@ def build_export_model(config: str, checkpoint: str) -> nn.Module:
             f'{config!r} has default_scope={scope!r}; ONNX export supports '
             f'MMPretrain classifiers (mmpretrain) and MMDetection detectors '
             f'(mmdet)')
-    init_default_scope(scope)
-    model_cfg = cfg.model.copy()
-    # The checkpoint holds every weight: do not fetch pretrained ones.
-    model_cfg.get('backbone', {}).pop('init_cfg', None)
-    model = MODELS.build(model_cfg)
+    # Built, not initialised: an init_cfg checkpoint is never fetched; the
+    # checkpoint given holds every weight.
+    model = build_model_from_config(cfg)
     load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
     model.eval()
     wrapper = ExportedFeatures if scope == 'mmdet' else ExportedClassifier

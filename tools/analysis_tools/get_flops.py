@@ -16,11 +16,12 @@ import argparse
 
 import torch.nn as nn
 from mmengine.config import Config, DictAction
-from mmengine.registry import MODELS, init_default_scope
 
 import mmkw  # noqa: F401  registers mmkw's models
 from mmkw.analysis import count_complexity, plain_counterpart
 from mmkw.cnn import KWConvNd
+from mmkw.engine import load_config
+from mmkw.models import build_model_from_config
 
 __all__ = ['parse_args', 'build_feature_model', 'main']
 
@@ -62,10 +63,7 @@ class _Features(nn.Module):
 
 def build_feature_model(cfg: Config) -> nn.Module:
     """The backbone and neck of the config's model (no weights loaded)."""
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    model_cfg = cfg.model.copy()
-    model_cfg.get('backbone', {}).pop('init_cfg', None)
-    model = MODELS.build(model_cfg)
+    model = build_model_from_config(cfg)
     if not hasattr(model, 'extract_feat'):
         raise ValueError(f'{type(model).__name__} has no extract_feat: '
                          f'only classifiers and detectors are counted')
@@ -77,9 +75,7 @@ def build_feature_model(cfg: Config) -> nn.Module:
 def main(argv=None):
     """Print the counts of ``argv``'s config."""
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, cfg_options=args.cfg_options)
     shape = args.shape * 2 if len(args.shape) == 1 else args.shape
     input_shape = (3, *shape)
     kw = build_feature_model(cfg)

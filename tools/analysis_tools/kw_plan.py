@@ -13,10 +13,12 @@ mixtures, first cell, initial assignment beta). The model is built on the
 """
 import argparse
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
 import mmkw  # noqa: F401  registers mmkw's models
-from mmkw.analysis import build_on_meta, plan_report
+from mmkw.analysis import plan_report
+from mmkw.engine import load_config
+from mmkw.models import build_model_from_config
 
 __all__ = ['parse_args', 'main']
 
@@ -43,9 +45,7 @@ def parse_args(argv=None):
 def main(argv=None) -> str:
     """Print (and return) the report of ``argv``'s config."""
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, cfg_options=args.cfg_options)
     if args.budget is not None:
         backbone = cfg.model.get('backbone')
         if backbone is None or 'budget' not in backbone and not str(
@@ -53,7 +53,8 @@ def main(argv=None) -> str:
             raise ValueError(f'--budget needs a KW backbone in '
                              f'{args.config}, found {backbone!r}')
         backbone['budget'] = args.budget
-    report = plan_report(build_on_meta(cfg), layers=args.layers)
+    model = build_model_from_config(cfg, device='meta')
+    report = plan_report(model, layers=args.layers)
     print(report)
     return report
 

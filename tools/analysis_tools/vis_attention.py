@@ -22,13 +22,15 @@ import os.path as osp
 
 import mmcv
 import torch
-from mmengine.config import Config, DictAction
-from mmengine.registry import MODELS, VISUALIZERS, init_default_scope
+from mmengine.config import DictAction
+from mmengine.registry import VISUALIZERS, init_default_scope
 from mmengine.runner import Runner, load_checkpoint
 
 import mmkw  # noqa: F401  registers mmkw's models and the safe loaders
 from mmkw.analysis import (AttentionRecorder, draw_warehouse_map,
                            layer_statistics)
+from mmkw.engine import load_config
+from mmkw.models import build_model_from_config
 
 __all__ = ['parse_args', 'main']
 
@@ -72,20 +74,17 @@ def _features(model, inputs):
 def main(argv=None):
     """Draw (and return) the maps and statistics of ``argv``."""
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, cfg_options=args.cfg_options)
     loader_cfg = cfg.get(f'{args.split}_dataloader')
     if not loader_cfg:
         raise ValueError(f'{args.config} has no {args.split}_dataloader; '
                          f'pick another --split')
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    model_cfg = cfg.model.copy()
-    model_cfg.get('backbone', {}).pop('init_cfg', None)
-    model = MODELS.build(model_cfg)
+    model = build_model_from_config(cfg)
     load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
     model.eval()
     loader_cfg = dict(loader_cfg, num_workers=0, persistent_workers=False)
+    # The dataset and its transforms are looked up in the config's scope.
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     loader = Runner.build_dataloader(loader_cfg)
 
     with AttentionRecorder(model) as recorder, torch.no_grad():
