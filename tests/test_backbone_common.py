@@ -96,3 +96,15 @@ def test_convnext_accepts_the_mode_it_runs():
     cfg = dict(BACKBONES[2], linear_pw_conv=False)
     block = MODELS.build(cfg).stages[0][0]
     assert isinstance(block.pointwise_conv1, KWConv2d)
+
+
+def test_a_kw_backbone_must_declare_its_layout():
+    from mmpretrain.models import ResNet
+
+    from mmkw.models.backbones.base import KWBackboneMixin
+
+    class NoLayout(KWBackboneMixin, ResNet):
+        pass
+
+    with pytest.raises(TypeError, match='abstract method kw_layout'):
+        NoLayout(depth=18)

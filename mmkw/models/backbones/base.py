@@ -1,4 +1,5 @@
 """What every KW backbone shares: its plain parent plus a layout."""
+import abc
 from typing import List
 
 import torch.nn as nn
@@ -17,7 +18,7 @@ def has_pretrained_init(init_cfg) -> bool:
         for cfg in cfgs)
 
 
-class KWBackboneMixin:
+class KWBackboneMixin(metaclass=abc.ABCMeta):
     """Turns a plain MMPretrain backbone, built unchanged by its own
     ``__init__``, into its KernelWarehouse version.
 
@@ -35,10 +36,10 @@ class KWBackboneMixin:
     warehouse_manager: WarehouseManager
     plan: NetworkPlan
 
+    @abc.abstractmethod
     def kw_layout(self) -> KWLayout:
         """The warehouses and the layers drawing from them (or staying
         plain), by module path, in warehouse index order."""
-        raise NotImplementedError
 
     def frozen_modules(self) -> List[nn.Module]:
         """The modules ``frozen_stages`` freezes (their warehouses too)."""
