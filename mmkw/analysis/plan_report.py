@@ -10,7 +10,8 @@ from typing import Iterator, List, Tuple
 import torch
 import torch.nn as nn
 
-from mmkw.cnn import ZERO_CELL, KWAttention, KWConvNd, WarehouseManager
+from mmkw.cnn import (ZERO_CELL, KWAttention, KWConvNd, WarehouseManager,
+                      bound_layers)
 
 __all__ = ['plan_report', 'managers_of']
 
@@ -70,12 +71,12 @@ def plan_report(model: nn.Module, layers: bool = False) -> str:
         out.append(f'[{name}]\n{manager.plan.table()}')
         if layers:
             plan = manager.plan
-            rows = [(lp.name, 'x'.join(str(s) for s in
-                                       kw_shape(model, name, lp.name)),
+            rows = [(lp.name, 'x'.join(str(s) for s in layer.weight_shape),
                      plan.warehouses[lp.warehouse_index].name,
                      '/'.join(str(g) for g in lp.split), lp.num_mixtures,
                      lp.start, _beta_pattern(list(lp.beta)))
-                    for lp in plan.layers]
+                    for path, _, layer, lp in bound_layers(model)
+                    if path == name]
             out.append(_table(('layer', 'kernel', 'warehouse',
                                'G_s/G_o/G_i', 'm', 'start', 'beta'), rows))
     kw_layers = [m for m in model.modules() if isinstance(m, KWConvNd)]
@@ -98,11 +99,3 @@ def plan_report(model: nn.Module, layers: bool = False) -> str:
     ]
     out.append(_table(('parameters', 'KW', 'plain', ''), rows))
     return '\n\n'.join(out)
-
-
-def kw_shape(model: nn.Module, manager_path: str, layer: str) -> tuple:
-    """Kernel shape of KW layer ``layer`` (relative to the module that
-    owns ``manager_path``)."""
-    owner = manager_path.rpartition('.')[0]
-    path = f'{owner}.{layer}' if owner else layer
-    return model.get_submodule(path).weight_shape

@@ -9,7 +9,7 @@ from .convert import (RULES, convert_to_kw, convertible_convs,
 from .layers import KWConv1d, KWConv2d, KWConvNd, KWLinear
 from .layout import (KWLayout, apply_layout, kw_layer_like, plain_layer_like,
                      reset_kw_attentions)
-from .manager import WarehouseManager
+from .manager import WarehouseManager, bound_layers
 from .plan import (MAX_WAREHOUSE_PARAMS, ZERO_CELL, LayerPlan, LayerSpec,
                    NetworkPlan, WarehousePlan, WarehouseSpec, build_plan,
                    default_cell_ratio, format_budget)
@@ -19,7 +19,7 @@ __all__ = [
     'KWAttention', 'KWStarAttention', 'ATTENTION_TYPES', 'assemble_kernels',
     'kw_conv', 'kw_conv_reference', 'kw_conv_unfold', 'kw_conv_blocked', 'kw_conv_implementation',
     'IMPLEMENTATIONS', 'KWConvNd', 'KWConv1d', 'KWConv2d', 'KWLinear',
-    'WarehouseManager', 'MAX_WAREHOUSE_PARAMS', 'ZERO_CELL', 'LayerSpec',
+    'WarehouseManager', 'bound_layers', 'MAX_WAREHOUSE_PARAMS', 'ZERO_CELL', 'LayerSpec',
     'LayerPlan', 'NetworkPlan', 'WarehousePlan', 'WarehouseSpec',
     'build_plan', 'default_cell_ratio', 'format_budget', 'set_temperature',
     'get_temperature', 'KWLayout', 'apply_layout', 'kw_layer_like',

@@ -1,15 +1,15 @@
 """The warehouse manager: owns the warehouses and binds KW layers to them."""
 import functools
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
 from .attention import ATTENTION_TYPES, KWAttention, KWStarAttention
 from .layers import CHECKPOINT_HINT, KWConvNd
-from .plan import NetworkPlan, WarehouseSpec, build_plan
+from .plan import LayerPlan, NetworkPlan, WarehouseSpec, build_plan
 
-__all__ = ['WarehouseManager']
+__all__ = ['WarehouseManager', 'bound_layers']
 
 
 def _follow_replica(manager_path: str, layer_paths: Sequence[str],
@@ -253,3 +253,18 @@ class WarehouseManager(nn.Module):
         return '\n'.join(
             f'({wh.name}): {list(wh.shape)} for {len(wh.layers)} layers'
             for wh in self.plan.warehouses)
+
+
+def bound_layers(
+    model: nn.Module
+) -> Iterator[Tuple[str, WarehouseManager, KWConvNd, LayerPlan]]:
+    """Every bound KW layer of ``model`` as ``(manager path, manager, layer,
+    layer plan)``: managers in model order, each one's layers in plan order
+    (a plan names its layers relative to the module owning the manager).
+    """
+    for path, manager in model.named_modules():
+        if not isinstance(manager, WarehouseManager) or manager.plan is None:
+            continue
+        owner = model.get_submodule(path.rpartition('.')[0])
+        for lp in manager.plan.layers:
+            yield path, manager, owner.get_submodule(lp.name), lp

@@ -16,7 +16,7 @@ import torch.nn as nn
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from mmkw.cnn import KWConvNd, WarehouseManager
+from mmkw.cnn import KWConvNd, bound_layers
 from mmkw.registry import register_hook
 
 __all__ = ['KWAttentionStatsHook', 'kw_layer_plans']
@@ -24,19 +24,15 @@ __all__ = ['KWAttentionStatsHook', 'kw_layer_plans']
 
 def kw_layer_plans(model: nn.Module) -> List[Tuple[str, KWConvNd, object]]:
     """``(warehouse, layer, LayerPlan)`` of every bound KW layer of
-    ``model``, managers in model order, layers in plan order. A warehouse is
-    named ``<owner>.<name>`` (``backbone.stage0``), or ``<name>`` when the
-    model itself owns the manager."""
+    ``model`` (:func:`~mmkw.cnn.bound_layers`). A warehouse is named
+    ``<owner>.<name>`` (``backbone.stage0``), or ``<name>`` when the model
+    itself owns the manager."""
     result = []
-    for path, manager in model.named_modules():
-        if not isinstance(manager, WarehouseManager) or manager.plan is None:
-            continue
+    for path, manager, layer, lp in bound_layers(model):
         owner_path = path.rpartition('.')[0]
-        owner = model.get_submodule(owner_path)
-        for lp in manager.plan.layers:
-            name = manager.plan.warehouses[lp.warehouse_index].name
-            warehouse = f'{owner_path}.{name}' if owner_path else name
-            result.append((warehouse, owner.get_submodule(lp.name), lp))
+        name = manager.plan.warehouses[lp.warehouse_index].name
+        warehouse = f'{owner_path}.{name}' if owner_path else name
+        result.append((warehouse, layer, lp))
     return result
 
 
