@@ -8,8 +8,8 @@ from .efficient_conv_bn import (KWTracer,
                                 turn_on_efficient_conv_bn_eval)
 from .hooks import *  # noqa: F401,F403
 from .hooks import __all__ as _hooks
-from .launch import (add_common_args, build_runner, load_config,
-                     parse_common_args, setup_cpu_distributed)
+from .launch import (add_cfg_options, add_common_args, build_runner,
+                     load_config, parse_common_args, setup_cpu_distributed)
 from .preflight import MissingInputsError, check_inputs, find_missing_inputs
 
 __all__ = [
@@ -17,7 +17,7 @@ __all__ = [
     'safe_checkpoint_globals', 'load_error_summary',
     'KWTracer', 'efficient_conv_bn_eval_graph_transform',
     'kw_conv_bn_eval_control', 'turn_on_efficient_conv_bn_eval',
-    'add_common_args', 'parse_common_args', 'build_runner', 'load_config',
+    'add_cfg_options', 'add_common_args', 'parse_common_args', 'build_runner', 'load_config',
     'setup_cpu_distributed', 'MissingInputsError', 'check_inputs',
     'find_missing_inputs'
 ] + list(_hooks)

@@ -23,8 +23,26 @@ from mmengine.registry import RUNNERS, init_default_scope
 from mmengine.runner import Runner
 
 __all__ = [
-    'add_common_args', 'parse_common_args', 'load_config', 'setup_cpu_distributed', 'build_runner'
+    'add_cfg_options', 'add_common_args', 'parse_common_args', 'load_config',
+    'setup_cpu_distributed', 'build_runner'
 ]
+
+
+def add_cfg_options(parser: argparse.ArgumentParser,
+                    example: str = 'model.backbone.budget=2.0') -> None:
+    """Add ``--cfg-options`` (key=value overrides merged into the config),
+    as MMDetection's and MMPretrain's tools have it.
+
+    Args:
+        parser (argparse.ArgumentParser): The tool's parser.
+        example (str): An example override for the help.
+    """
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value pairs merged into '
+        f'it, e.g. {example} or key="[a,b]"')
 
 
 def add_common_args(parser: argparse.ArgumentParser, example: str) -> None:
@@ -35,12 +53,7 @@ def add_common_args(parser: argparse.ArgumentParser, example: str) -> None:
         parser (argparse.ArgumentParser): The tool's parser.
         example (str): An example ``--cfg-options`` override for the help.
     """
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings of the config, key=value pairs merged into '
-        f'it, e.g. {example} or key="[a,b]"')
+    add_cfg_options(parser, example)
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],

@@ -15,12 +15,12 @@ with every KW layer replaced by the plain layer of the same geometry.
 import argparse
 
 import torch.nn as nn
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
 import mmkw  # noqa: F401  registers mmkw's models
 from mmkw.analysis import count_complexity, plain_counterpart
 from mmkw.cnn import KWConvNd
-from mmkw.engine import load_config
+from mmkw.engine import add_cfg_options, load_config
 from mmkw.models import build_model_from_config
 
 __all__ = ['parse_args', 'build_feature_model', 'main']
@@ -38,11 +38,7 @@ def parse_args(argv=None):
         nargs='+',
         default=[224, 224],
         help='input size: H W, or one side (default: 224 224)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings of the config, key=value pairs')
+    add_cfg_options(parser)
     args = parser.parse_args(argv)
     if len(args.shape) not in (1, 2) or min(args.shape) < 1:
         parser.error(f'--shape takes H W or one positive side, got '

@@ -13,11 +13,9 @@ mixtures, first cell, initial assignment beta). The model is built on the
 """
 import argparse
 
-from mmengine.config import DictAction
-
 import mmkw  # noqa: F401  registers mmkw's models
 from mmkw.analysis import plan_report
-from mmkw.engine import load_config
+from mmkw.engine import add_cfg_options, load_config
 from mmkw.models import build_model_from_config
 
 __all__ = ['parse_args', 'main']
@@ -34,11 +32,7 @@ def parse_args(argv=None):
         '--budget',
         type=float,
         help='the backbone budget instead of the config\'s')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings of the config, key=value pairs')
+    add_cfg_options(parser)
     return parser.parse_args(argv)
 
 

@@ -22,14 +22,13 @@ import os.path as osp
 
 import mmcv
 import torch
-from mmengine.config import DictAction
 from mmengine.registry import VISUALIZERS, init_default_scope
 from mmengine.runner import Runner, load_checkpoint
 
 import mmkw  # noqa: F401  registers mmkw's models and the safe loaders
 from mmkw.analysis import (AttentionRecorder, draw_warehouse_map,
                            layer_statistics)
-from mmkw.engine import load_config
+from mmkw.engine import add_cfg_options, load_config
 from mmkw.models import build_model_from_config
 
 __all__ = ['parse_args', 'main']
@@ -52,11 +51,7 @@ def parse_args(argv=None):
         default=100,
         help='images to average over (default: 100)')
     parser.add_argument('--out-dir', help='also write PNGs and statistics')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings of the config, key=value pairs')
+    add_cfg_options(parser)
     args = parser.parse_args(argv)
     if args.num_images < 1:
         parser.error(f'--num-images must be positive, got {args.num_images}')
