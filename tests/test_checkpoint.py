@@ -187,7 +187,7 @@ class _Opaque:
     # A method reached through getattr (HistoryBuffer.update is not one of
     # its statistics).
     ({'x': HistoryBuffer.update}, 'getattr'),
-    ({'x': np.array(['a'], dtype=object)}, 'weights_only'),
+    ({'x': np.array(['a'], dtype=object)}, 'GLOBAL numpy.dtypes.ObjectDType'),
 ])
 def test_disallowed_objects_refused(tmp_path, payload, match):
     path = tmp_path / 'unsafe.pth'
@@ -201,7 +201,7 @@ def test_not_a_checkpoint(tmp_path):
     path = tmp_path / 'broken.pth'
     path.write_bytes(b'this is not a checkpoint')
     with pytest.raises(CheckpointLoadError,
-                       match='not a readable PyTorch checkpoint') as info:
+                       match='a text file, not a PyTorch checkpoint') as info:
         load_from_local(str(path))
     assert str(path) in str(info.value)
     # Through init_cfg the same error reaches the user.
@@ -215,3 +215,53 @@ def test_not_a_checkpoint(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match='nothing.pth'):
         load_from_local(str(tmp_path / 'nothing.pth'))
+
+
+@pytest.mark.parametrize('kind,expected', [
+    ('empty', 'the file is empty, not a checkpoint'),
+    ('random', 'not a PyTorch checkpoint (neither a zip archive nor a '
+     'pickle)'),
+    ('truncated', 'a truncated or damaged PyTorch checkpoint'),
+    ('text', 'a text file, not a PyTorch checkpoint'),
+])
+def test_unreadable_files_say_what_they_are(tmp_path, kind, expected):
+    """One taxonomy for every loader (the converter says the same), and no
+    advice to load something that is not a checkpoint unsafely."""
+    path = tmp_path / f'{kind}.pth'
+    if kind == 'empty':
+        path.touch()
+    elif kind == 'random':
+        path.write_bytes(bytes(np.random.default_rng(0).integers(
+            0, 256, 4096, dtype=np.uint8)))
+    elif kind == 'truncated':
+        torch.save({'state_dict': {'w': torch.zeros(64, 64)}},
+                   tmp_path / 'full.pth')
+        path.write_bytes((tmp_path / 'full.pth').read_bytes()[:9000])
+    else:
+        path.write_text('weights: none\n')
+    with pytest.raises(CheckpointLoadError) as info:
+        load_from_local(str(path))
+    message = str(info.value)
+    assert expected in message and str(path) in message
+    assert 'weights_only=False' not in message
+    assert '\n' not in message
+
+
+class _Runs:
+    """Unpickling it with ``weights_only=False`` would call ``os.system``."""
+
+    def __reduce__(self):
+        import os
+        return os.system, ('true', )
+
+
+@pytest.mark.parametrize('zip_format', [True, False])
+def test_refusal_names_the_blocked_object(tmp_path, zip_format):
+    path = tmp_path / 'runs_code.pth'
+    torch.save({'state_dict': {}, 'meta': _Runs()}, path,
+               _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(CheckpointLoadError) as info:
+        load_from_local(str(path))
+    message = str(info.value)
+    assert str(path) in message
+    assert 'GLOBAL posix.system' in message and 'refused unread' in message

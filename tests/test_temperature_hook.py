@@ -157,8 +157,28 @@ def test_ema_copy_follows_schedule(tmp_path, data_root, update_buffers):
         [(16 - (i + 1)) / 16 for i in range(8, 12)])
 
 
-def test_refuses_models_pinned_at_zero(tmp_path, data_root):
+_PLAIN_HEAD = dict(type='LinearClsHead', num_classes=4, in_channels=64,
+                   loss=dict(type='CrossEntropyLoss'))
+
+
+@pytest.mark.parametrize('part,pinned', [
+    ('backbone', dict(type='KWResNet', depth=18, base_channels=8,
+                      stem_channels=8, attention_init=False)),
+    ('backbone', dict(type='KWConverted', attention_init=False,
+                      input_shape=(3, 32, 32),
+                      backbone=dict(type='ResNet', depth=18, base_channels=8,
+                                    stem_channels=8))),
+    ('head', dict(type='KWLinearClsHead', num_classes=4, in_channels=64,
+                  attention_init=False, loss=dict(type='CrossEntropyLoss'))),
+])
+def test_refuses_models_pinned_at_zero(tmp_path, data_root, part, pinned):
+    """Whatever carries the pinned layers (a KW backbone, a converted one,
+    the KW head), the hook refuses to anneal them."""
     cfg = tiny_classifier_cfg(str(tmp_path), data_root)
-    cfg['model']['backbone']['attention_init'] = False
-    with pytest.raises(ValueError, match='attention_init=False'):
+    cfg['model'][part] = pinned
+    if part == 'head':
+        cfg['model']['backbone'] = dict(type='ResNet', depth=18,
+                                        base_channels=8, stem_channels=8)
+    with pytest.raises(ValueError, match='attention_init=False') as info:
         _run(cfg)
+    assert f'{part}.warehouse_manager' in str(info.value)

@@ -118,8 +118,9 @@ def test_a_benign_url_checkpoint_loads_and_is_cached(server, hub_dir):
     loaded = CheckpointLoader.load_checkpoint(url, map_location='cpu')
     assert torch.equal(loaded['state_dict']['w'], torch.arange(4.0))
     assert loaded['message_hub']['log_scalars']['loss'].current() == 1.5
-    cached = hub_dir / 'checkpoints' / 'good.pth'
-    assert cached.is_file()
+    cached = Path(mmkw_checkpoint.url_cache_path(url))
+    assert cached.parent == hub_dir / 'checkpoints'
+    assert cached.name.endswith('-good.pth') and cached.is_file()
     (root / 'good.pth').unlink()  # the second load reads the cache
     assert torch.equal(
         CheckpointLoader.load_checkpoint(url)['state_dict']['w'],
@@ -197,3 +198,41 @@ def test_unknown_model_name_is_named(scheme):
     with pytest.raises(ValueError,
                        match=f"unknown checkpoint '{scheme}no_such_net'"):
         CheckpointLoader.load_checkpoint(f'{scheme}no_such_net')
+
+
+def test_two_urls_with_one_file_name_are_two_checkpoints(server, hub_dir):
+    root, base = server
+    for folder, value in (('a', 1.0), ('b', 2.0)):
+        (root / folder).mkdir()
+        torch.save({'state_dict': {'w': torch.full((2, ), value)}},
+                   root / folder / 'model.pth')
+    first = CheckpointLoader.load_checkpoint(f'{base}/a/model.pth')
+    second = CheckpointLoader.load_checkpoint(f'{base}/b/model.pth')
+    assert first['state_dict']['w'].tolist() == [1.0, 1.0]
+    assert second['state_dict']['w'].tolist() == [2.0, 2.0]
+    assert len(list((hub_dir / 'checkpoints').iterdir())) == 2
+
+
+def test_hash_in_the_file_name_is_checked(server, hub_dir):
+    import hashlib
+    root, base = server
+    torch.save({'state_dict': {'w': torch.ones(3)}}, root / 'plain.pth')
+    data = (root / 'plain.pth').read_bytes()
+    good = hashlib.sha256(data).hexdigest()[:8]
+    bad = f'{(int(good, 16) + 1) % 16**8:08x}'
+    (root / f'model-{good}.pth').write_bytes(data)
+    (root / f'model-{bad}.pth').write_bytes(data)
+    with pytest.raises(CheckpointLoadError, match='invalid hash value') as e:
+        CheckpointLoader.load_checkpoint(f'{base}/model-{bad}.pth')
+    assert f'{base}/model-{bad}.pth' in str(e.value)
+    assert not Path(
+        mmkw_checkpoint.url_cache_path(f'{base}/model-{bad}.pth')).exists()
+    loaded = CheckpointLoader.load_checkpoint(f'{base}/model-{good}.pth')
+    assert torch.equal(loaded['state_dict']['w'], torch.ones(3))
+
+
+def test_refused_download_is_not_kept(evil):
+    url, _ = evil
+    with pytest.raises(CheckpointLoadError, match='now removed'):
+        CheckpointLoader.load_checkpoint(url)
+    assert not Path(mmkw_checkpoint.url_cache_path(url)).exists()

@@ -116,7 +116,7 @@ def _mmkw_runner_checkpoint(path):
     ('truncated', 'a truncated or damaged PyTorch checkpoint'),
     ('mmkw', 'is already an mmkw checkpoint'),
     ('mmkw_runner', 'is already an mmkw checkpoint'),
-    ('missing', 'no such file'),
+    ('missing', 'not found'),
 ])
 def test_converter_says_what_the_file_is(kind, expected, tmp_path, load_tool,
                                          capsys):
@@ -207,8 +207,8 @@ def test_resume_with_nothing_to_resume_says_so(tmp_path, load_tool):
     # With a checkpoint there, --resume resumes.
     work = tmp_path / 'work'
     work.mkdir()
-    (work / 'epoch_1.pth').touch()
+    torch.save({'meta': {}}, work / 'epoch_1.pth')
     (work / 'last_checkpoint').write_text(str(work / 'epoch_1.pth'))
     cfg = Config(dict(work_dir=str(work), resume=True, load_from=None))
     train.check_resume(cfg)
-    assert cfg.resume is True
+    assert cfg.resume is True and cfg.load_from is None

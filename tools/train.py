@@ -7,13 +7,16 @@ Example:
 """
 import argparse
 import logging
+import os
 
 from mmengine.logging import print_log
 from mmengine.runner import find_latest_checkpoint
 
 import mmkw  # noqa: F401  registers mmkw's models, hooks and fixes
 from mmkw.engine import (MissingInputsError, add_common_args, build_runner,
-                         check_inputs, load_config, parse_common_args)
+                         check_inputs, is_readable_checkpoint,
+                         latest_readable_checkpoint, load_config,
+                         parse_common_args)
 
 __all__ = ['parse_args', 'build_config', 'check_resume', 'main']
 
@@ -75,16 +78,41 @@ def build_config(args):
 
 
 def check_resume(cfg) -> None:
-    """Say plainly when ``--resume`` finds nothing to resume (MMEngine
-    would log "Auto resumed from the latest checkpoint None")."""
-    if cfg.get('resume') is True and cfg.get('load_from') is None and \
-            find_latest_checkpoint(cfg.work_dir) is None:
+    """Resolve ``--resume`` without a path before MMEngine does.
+
+    MMEngine resumes from the file ``last_checkpoint`` names and would log
+    "Auto resumed from the latest checkpoint None" when there is none, or
+    fail on a file that is gone or damaged (a run killed while writing it).
+    Here: nothing to resume is said plainly (training starts from scratch);
+    a missing or damaged file is replaced by the newest readable
+    checkpoint of the work directory, and the log says so.
+    """
+    if cfg.get('resume') is not True or cfg.get('load_from') is not None:
+        return
+    named = find_latest_checkpoint(cfg.work_dir)
+    if named is not None and is_readable_checkpoint(named):
+        return
+    fallback = latest_readable_checkpoint(cfg.work_dir)
+    if named is None and fallback is None:
         print_log(
             f'--resume: no checkpoint to resume in {cfg.work_dir} (no '
             f'last_checkpoint file there); training starts from scratch',
             logger='current',
             level=logging.WARNING)
         cfg.resume = False
+        return
+    problem = ('there is no last_checkpoint file' if named is None else
+               f'last_checkpoint names {named}, which is '
+               f'{"damaged" if os.path.exists(named) else "missing"}')
+    if fallback is None:
+        raise SystemExit(f'error: --resume: {problem}, and {cfg.work_dir} '
+                         f'holds no other readable checkpoint')
+    print_log(
+        f'--resume: {problem}; resuming from {fallback}, the newest '
+        f'readable checkpoint in {cfg.work_dir}',
+        logger='current',
+        level=logging.WARNING)
+    cfg.load_from = fallback
 
 
 def main(argv=None):

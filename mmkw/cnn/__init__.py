@@ -6,23 +6,24 @@ from .functional import (IMPLEMENTATIONS, assemble_kernels, kw_conv,
                          kw_conv_unfold)
 from .convert import (RULES, convert_to_kw, convertible_convs,
                       kw_layout_by_rule)
-from .layers import KWConv1d, KWConv2d, KWConvNd, KWLinear
+from .layers import (KWConv1d, KWConv2d, KWConvNd, KWLinear,
+                     note_checkpoint_source)
 from .layout import (KWLayout, apply_layout, kw_layer_like, plain_layer_like,
                      reset_kw_attentions)
 from .manager import WarehouseManager, bound_layers
 from .plan import (MAX_WAREHOUSE_PARAMS, ZERO_CELL, LayerPlan, LayerSpec,
                    NetworkPlan, WarehousePlan, WarehouseSpec, build_plan,
                    default_cell_ratio, format_budget)
-from .temperature import get_temperature, set_temperature
+from .temperature import get_temperature, pinned_managers, set_temperature
 
 __all__ = [
     'KWAttention', 'KWStarAttention', 'ATTENTION_TYPES', 'assemble_kernels',
     'kw_conv', 'kw_conv_reference', 'kw_conv_unfold', 'kw_conv_blocked', 'kw_conv_implementation',
-    'IMPLEMENTATIONS', 'KWConvNd', 'KWConv1d', 'KWConv2d', 'KWLinear',
+    'IMPLEMENTATIONS', 'KWConvNd', 'note_checkpoint_source', 'KWConv1d', 'KWConv2d', 'KWLinear',
     'WarehouseManager', 'bound_layers', 'MAX_WAREHOUSE_PARAMS', 'ZERO_CELL', 'LayerSpec',
     'LayerPlan', 'NetworkPlan', 'WarehousePlan', 'WarehouseSpec',
     'build_plan', 'default_cell_ratio', 'format_budget', 'set_temperature',
-    'get_temperature', 'KWLayout', 'apply_layout', 'kw_layer_like',
+    'get_temperature', 'pinned_managers', 'KWLayout', 'apply_layout', 'kw_layer_like',
     'plain_layer_like', 'reset_kw_attentions', 'RULES', 'convert_to_kw',
     'convertible_convs', 'kw_layout_by_rule'
 ]

@@ -138,14 +138,14 @@ class KWAttention(nn.Module):
                             (self.num_cells + 1)) + self.basis_bias
 
     def _normalize(self, hidden: torch.Tensor) -> torch.Tensor:
-        """``norm1``; a batch norm training on a single sample (which has no
-        batch statistics: PyTorch refuses it) normalises with its running
-        statistics instead, as in eval mode, and leaves them unchanged. A
-        ``torch.fx`` trace records the plain norm call."""
+        """``norm1``; a batch norm training on a single sample or none
+        (which have no batch statistics: PyTorch refuses them) normalises
+        with its running statistics instead, as in eval mode, and leaves
+        them unchanged. A ``torch.fx`` trace records the plain norm call."""
         norm = self.norm1
         if self.training and isinstance(norm, nn.modules.batchnorm._BatchNorm) \
                 and not isinstance(hidden, torch.fx.Proxy) \
-                and hidden.shape[0] == 1 and not _synced(norm):
+                and hidden.shape[0] <= 1 and not _synced(norm):
             return F.batch_norm(hidden, norm.running_mean, norm.running_var,
                                 norm.weight, norm.bias, False, 0.0, norm.eps)
         return norm(hidden)

@@ -9,7 +9,8 @@ fast path to; :func:`kw_conv_implementation` switches a block of code to it.
 batch-sized attribute, so an exported model keeps a dynamic batch axis.
 """
 import contextlib
-from typing import Iterator, Optional, Sequence, Tuple
+import contextvars
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from .blocked import _CONV, kw_conv_blocked
 
 __all__ = [
-    'assemble_kernels', 'kw_conv_reference', 'kw_conv_unfold', 'kw_conv',
+    'conv_output_size', 'assemble_kernels', 'kw_conv_reference', 'kw_conv_unfold', 'kw_conv',
     'kw_conv_implementation', 'IMPLEMENTATIONS'
 ]
 
@@ -25,7 +26,10 @@ __all__ = [
 #: formulation; ``'unfold'``: the export formulation (also chosen
 #: automatically while ``torch.onnx.export`` runs).
 IMPLEMENTATIONS = ('blocked', 'reference', 'unfold')
-_implementation = ['blocked']
+# A context variable, not a module global: a block switches the thread (or
+# asyncio task) that entered it, never another thread sharing the model.
+_implementation = contextvars.ContextVar('kw_conv_implementation',
+                                         default='blocked')
 
 
 @contextlib.contextmanager
@@ -36,16 +40,44 @@ def kw_conv_implementation(name: str) -> Iterator[None]:
 
         with kw_conv_implementation('reference'):
             expected = model(x)
+
+    The switch holds for the thread (or context) that enters the block;
+    other threads keep their own choice. Code compiled with
+    ``torch.compile`` runs the fast path.
     """
     if name not in IMPLEMENTATIONS:
         raise ValueError(f'KW conv implementation must be one of '
                          f'{IMPLEMENTATIONS}, got {name!r}')
-    previous = _implementation[0]
-    _implementation[0] = name
+    token = _implementation.set(name)
     try:
         yield
     finally:
-        _implementation[0] = previous
+        _implementation.reset(token)
+
+
+def conv_output_size(size: Sequence[int], kernel_size: Sequence[int],
+                     stride: Sequence[int], padding: Sequence[int],
+                     dilation: Sequence[int]) -> List[int]:
+    """The spatial output size of a convolution, as ``nn.ConvNd``'s."""
+    return [(size[i] + 2 * padding[i] - dilation[i] *
+             (kernel_size[i] - 1) - 1) // stride[i] + 1
+            for i in range(len(kernel_size))]
+
+
+def _empty_batch(x: torch.Tensor, attention: torch.Tensor,
+                 warehouse: torch.Tensor, weight_shape: Sequence[int],
+                 stride, padding, dilation, bias: Optional[torch.Tensor],
+                 out_scale: Optional[torch.Tensor]) -> torch.Tensor:
+    """The output of a batch of no samples, ``[0, C_out, *spatial_out]``,
+    as a plain convolution gives it: backward reaches every input (zero
+    gradients for the warehouse, bias and scale)."""
+    spatial = conv_output_size(x.shape[2:], weight_shape[2:], stride,
+                               padding, dilation)
+    zero = x.sum() + attention.sum() + warehouse.sum()
+    for extra in (bias, out_scale):
+        if extra is not None:
+            zero = zero + extra.sum()
+    return x.new_zeros((0, weight_shape[0], *spatial)) + zero * 0
 
 
 def assemble_kernels(attention: torch.Tensor, warehouse: torch.Tensor,
@@ -126,9 +158,8 @@ def kw_conv_unfold(x: torch.Tensor,
         x = x.unsqueeze(2)
         kernel_size, stride = (1, ) + kernel_size, (1, ) + stride
         padding, dilation = (0, ) + padding, (1, ) + dilation
-    spatial_out = [(x.shape[2 + i] + 2 * padding[i] - dilation[i] *
-                    (kernel_size[i] - 1) - 1) // stride[i] + 1
-                   for i in range(2)]
+    spatial_out = conv_output_size(x.shape[2:], kernel_size, stride,
+                                   padding, dilation)
     kernels = assemble_kernels(attention, warehouse, split, weight_shape)
     # [B, G, C_out / G, C_in / G * k*k] @ [B, G, C_in / G * k*k, L]
     kernels = kernels.reshape(-1, groups, c_out // groups,
@@ -178,13 +209,21 @@ def kw_conv(x: torch.Tensor,
     ``torch.onnx.export`` records :func:`kw_conv_unfold`; ``torch.jit``
     tracing (FLOP counters such as MMEngine's) records the official
     formulation, whose aten ops show the kernel assembly and the
-    convolution.
+    convolution. A batch of no samples gives an empty output.
     """
-    if _implementation[0] == 'unfold' or torch.onnx.is_in_onnx_export():
+    tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+    if not tracing and x.shape[0] == 0:
+        return _empty_batch(x, attention, warehouse, weight_shape, stride,
+                            padding, dilation, bias, out_scale)
+    # A compiled graph fixes its formulation when it is traced (Dynamo
+    # cannot read a context variable): the fast path.
+    implementation = 'blocked' if torch.compiler.is_compiling() else \
+        _implementation.get()
+    if implementation == 'unfold' or torch.onnx.is_in_onnx_export():
         return kw_conv_unfold(x, attention, warehouse, split, weight_shape,
                               stride, padding, dilation, groups, bias,
                               out_scale)
-    if _implementation[0] == 'blocked' and not torch.jit.is_tracing():
+    if implementation == 'blocked' and not torch.jit.is_tracing():
         return kw_conv_blocked(x, attention, warehouse, split, weight_shape,
                                stride, padding, dilation, groups, bias,
                                out_scale)

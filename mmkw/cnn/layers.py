@@ -1,5 +1,6 @@
 """KernelWarehouse convolution and linear layers."""
-from typing import Optional, Tuple, Union
+import threading
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -13,7 +14,9 @@ from .plan import LayerPlan, LayerSpec
 # batch (``fx.wrap`` patches this module's name during tracing).
 torch.fx.wrap('kw_conv')
 
-__all__ = ['KWConvNd', 'KWConv1d', 'KWConv2d', 'KWLinear']
+__all__ = [
+    'KWConvNd', 'KWConv1d', 'KWConv2d', 'KWLinear', 'note_checkpoint_source'
+]
 
 _size = Union[int, Tuple[int, ...]]
 
@@ -23,9 +26,34 @@ CHECKPOINT_HINT = (
     'tools/model_converters/kw_official_to_mmkw.py and check that the config '
     '(architecture, budget) matches')
 
+_source = threading.local()
+
+
+def note_checkpoint_source(name: Optional[str],
+                           keys: Optional[Sequence[str]] = None) -> None:
+    """Record the checkpoint file this thread has just read (and the keys
+    of its state dict), so that a refusal can name it and say where its
+    keys are: a loader sees the whole file, a module only its own keys.
+    mmkw's checkpoint loaders call it; ``None`` forgets it."""
+    _source.name = name
+    _source.keys = tuple(keys) if keys is not None else None
+
+
+def checkpoint_name() -> str:
+    """``"checkpoint '<file>'"`` for the file noted by
+    :func:`note_checkpoint_source`, else ``'the checkpoint'``."""
+    name = getattr(_source, 'name', None)
+    return f'checkpoint {name!r}' if name else 'the checkpoint'
+
+
+def checkpoint_keys() -> Optional[Tuple[str, ...]]:
+    """The state-dict keys of the file noted by
+    :func:`note_checkpoint_source`, if known."""
+    return getattr(_source, 'keys', None)
+
 
 def _ntuple(value: _size, n: int, name: str) -> Tuple[int, ...]:
-    if isinstance(value, int):
+    if not isinstance(value, (tuple, list)):
         return (value, ) * n
     value = tuple(value)
     if len(value) == 1:
@@ -74,6 +102,14 @@ class KWConvNd(nn.Module):
         self.stride = _ntuple(stride, self.dims, 'stride')
         self.padding = _ntuple(padding, self.dims, 'padding')
         self.dilation = _ntuple(dilation, self.dims, 'dilation')
+        for name, values, least in (('kernel_size', self.kernel_size, 1),
+                                    ('stride', self.stride, 1),
+                                    ('padding', self.padding, 0),
+                                    ('dilation', self.dilation, 1)):
+            if any(isinstance(v, bool) or not isinstance(v, int) or v < least
+                   for v in values):
+                raise ValueError(f'{name} must be ints >= {least}, got '
+                                 f'{values!r}')
         self.groups = groups
         self.warehouse = warehouse
         # The nn.ConvNd attributes that mmcv's ConvModule mirrors.
@@ -164,7 +200,8 @@ class KWConvNd(nn.Module):
         plain network (or an unconverted one), not to this KW model."""
         if prefix + 'weight' in state_dict:
             raise ValueError(
-                f'checkpoint has a plain kernel {prefix + "weight"!r} for a '
+                f'{checkpoint_name()} has a plain kernel '
+                f'{prefix + "weight"!r} for a '
                 f'KW layer, which has none: it is a plain network\'s '
                 f'checkpoint, not one of this KW model; {CHECKPOINT_HINT}')
         super()._load_from_state_dict(state_dict, prefix, *args)
@@ -234,8 +271,9 @@ class KWLinear(KWConvNd):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Shapes as tensors' attributes, not unpacked: torch.fx keeps the
         # batch symbolic.
+        # ``[..., C] -> [B, L, C]``; an empty batch reshapes too.
         leading = x.shape[:-1]
-        x = x.reshape(x.shape[0], -1, x.shape[-1]).transpose(1, 2)
+        x = x.unsqueeze(1).flatten(1, -2).transpose(1, 2)
         out = super().forward(x)
         return out.transpose(1, 2).reshape(leading + (self.out_channels, ))
 

@@ -6,10 +6,31 @@ import torch
 import torch.nn as nn
 
 from .attention import ATTENTION_TYPES, KWAttention, KWStarAttention
-from .layers import CHECKPOINT_HINT, KWConvNd
+from .layers import (CHECKPOINT_HINT, KWConvNd, checkpoint_keys,
+                     checkpoint_name)
 from .plan import LayerPlan, NetworkPlan, WarehouseSpec, build_plan
 
 __all__ = ['WarehouseManager', 'bound_layers']
+
+def _key_prefixes(keys: Sequence[str], limit: int = 6) -> str:
+    """The distinct first components of ``keys``, e.g. ``'backbone.',
+    'neck.'``."""
+    heads = list(dict.fromkeys(k.split('.', 1)[0] + ('.' if '.' in k else '')
+                               for k in keys))
+    shown = ', '.join(repr(h) for h in heads[:limit])
+    return shown + (f' and {len(heads) - limit} more'
+                    if len(heads) > limit else '')
+
+
+def _pin_temperatures(layer_paths: Sequence[str], network: nn.Module,
+                      incompatible_keys) -> None:
+    """Load-state-dict post-hook of a network bound with
+    ``attention_init=False``: whatever temperature a checkpoint held (one
+    saved mid-schedule holds tau > 0), the layers stay at 0."""
+    for path in layer_paths:
+        layer = network.get_submodule(path)
+        if isinstance(layer, KWConvNd) and layer.attention is not None:
+            layer.attention.temperature.fill_(0.0)
 
 
 def _follow_replica(manager_path: str, layer_paths: Sequence[str],
@@ -93,6 +114,8 @@ class WarehouseManager(nn.Module):
         self.plan: Optional[NetworkPlan] = None
         #: Module paths of the bound layers, relative to the bound network.
         self.layer_paths: tuple = ()
+        #: False: the temperature of the bound layers is pinned to 0.
+        self.attention_init = True
 
     def declare(self,
                 name: str,
@@ -129,14 +152,22 @@ class WarehouseManager(nn.Module):
             network (nn.Module): The module holding the KW layers (usually
                 the one that owns this manager).
             attention_init (bool): Start at temperature 1 with the initial
-                assignment (training from scratch). If False the temperature
-                is 0 (fine-tuning). Defaults to True.
+                assignment (training from scratch). False pins the
+                temperature to 0 for the model's whole life (fine-tuning):
+                loading a checkpoint keeps it at 0, and
+                :func:`~mmkw.cnn.set_temperature` and the temperature hook
+                refuse to change it. Defaults to True.
 
         Returns:
             NetworkPlan: The resolved plan, also kept as ``self.plan``.
         """
         if self.plan is not None:
             raise RuntimeError('WarehouseManager.bind() was already called')
+        if not isinstance(attention_init, bool):
+            raise ValueError(
+                f'attention_init must be True (train from scratch: '
+                f'temperature 1 -> 0) or False (fine-tune: temperature '
+                f'pinned to 0), got {attention_init!r}')
         layers: List[tuple] = [(name, m) for name, m in network.named_modules()
                                if isinstance(m, KWConvNd)]
         if not layers:
@@ -173,7 +204,11 @@ class WarehouseManager(nn.Module):
             attention.temperature.fill_(1.0 if attention_init else 0.0)
             layer.bind(self, lp, attention)
         self.plan = plan
+        self.attention_init = attention_init
         self.layer_paths = tuple(name for name, _ in layers)
+        if not attention_init:
+            network.register_load_state_dict_post_hook(
+                functools.partial(_pin_temperatures, self.layer_paths))
         own_path = next((name for name, m in network.named_modules()
                          if m is self), None)
         if own_path is not None:
@@ -207,18 +242,22 @@ class WarehouseManager(nn.Module):
         """Refuse a checkpoint whose warehouses do not fit this network.
 
         MMEngine loads ``load_from`` and ``init_cfg=dict(type='Pretrained')``
-        non-strictly, where a wrong warehouse would only be logged and the
-        model would go on with random cells. A warehouse of another shape
-        (another budget or architecture), some warehouses missing, or
-        numbered warehouses (an unconverted official checkpoint) raise a
-        ValueError naming the keys. (A plain network's checkpoint is refused
-        by the KW layers, which find plain kernels under their names.)
+        non-strictly, where a wrong or absent warehouse would only be logged
+        and the model would go on with random cells. So, strict or not, a
+        checkpoint that gives none of the warehouses (another prefix, another
+        model, an empty file), only some of them, numbered ones (an
+        unconverted official checkpoint) or one of another shape (another
+        budget or architecture) raises a ValueError naming the file, the keys
+        expected and the prefixes the file has. (A plain network's
+        checkpoint is refused by the KW layers, which find plain kernels
+        under their names.)
         """
         if self.plan is not None:
             self._check_warehouses(state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def _check_warehouses(self, state_dict: dict, prefix: str) -> None:
+        source = checkpoint_name()
         expected = {
             prefix + 'weights.' + wh.name: wh.shape
             for wh in self.plan.warehouses
@@ -228,24 +267,64 @@ class WarehouseManager(nn.Module):
             shape = tuple(state_dict[key].shape)
             if shape != expected[key]:
                 raise ValueError(
-                    f'checkpoint warehouse {key!r} has shape {list(shape)}, '
+                    f'{source}: warehouse {key!r} has shape {list(shape)}, '
                     f'but this model needs {list(expected[key])} (cells x '
                     f'cell shape); it was saved for another budget or '
                     f'architecture: {CHECKPOINT_HINT}')
         if found and len(found) < len(expected):
             missing = sorted(set(expected) - set(found))
             raise ValueError(
-                f'checkpoint lacks {len(missing)} of the model\'s '
+                f'{source} lacks {len(missing)} of the model\'s '
                 f'{len(expected)} warehouses ({missing[:3]}); '
                 f'{CHECKPOINT_HINT}')
+        if found:
+            return
         others = sorted(key for key in state_dict
-                        if key.startswith(prefix + 'weights.')
-                        and key not in expected)
-        if others and not found:
+                        if key.startswith(prefix + 'weights.'))
+        if others:
             raise ValueError(
-                f'checkpoint warehouses {others[:3]} are not the model\'s '
+                f'{source}: warehouses {others[:3]} are not the model\'s '
                 f'({sorted(expected)[:3]}): numbered warehouses come from an '
                 f'unconverted official checkpoint; {CHECKPOINT_HINT}')
+        raise ValueError(self._nothing_matches(source, state_dict, prefix,
+                                               expected))
+
+    def _nothing_matches(self, source: str, state_dict: dict, prefix: str,
+                         expected: dict) -> str:
+        """The refusal of a checkpoint holding none of the warehouses.
+
+        A module sees only the keys under its own prefix, so what the file
+        holds comes from the loader that read it
+        (:func:`~mmkw.cnn.note_checkpoint_source`)."""
+        message = (f'{source} gives this model none of its '
+                   f'{len(expected)} warehouses (expected '
+                   f'{sorted(expected)[:3]})')
+        keys = checkpoint_keys()
+        if keys is None:
+            return message + (f': the state dict has no key under '
+                              f'{prefix + "weights."!r}; {CHECKPOINT_HINT}')
+        if not keys:
+            return message + ': it holds no weights at all'
+        message += f'; its {len(keys)} keys start with {_key_prefixes(keys)}'
+        suffix = 'weights.' + self.plan.warehouses[0].name
+        elsewhere = sorted(key[:-len(suffix)] for key in keys
+                           if key == suffix or key.endswith('.' + suffix))
+        if not elsewhere:
+            return message + f'; {CHECKPOINT_HINT}'
+        there, here = elsewhere[0], prefix
+        if there.endswith(here) and there != here:
+            hint = (f'load it with init_cfg=dict(type=\'Pretrained\', '
+                    f'checkpoint=..., prefix='
+                    f'{there[:len(there) - len(here)]!r})')
+        elif here.endswith(there):
+            owner = here[:len(here) - len(there)].rstrip('.')
+            hint = (f'it is the checkpoint of {owner!r} alone: load it there '
+                    f'with init_cfg=dict(type=\'Pretrained\', '
+                    f'checkpoint=...), not into the whole model')
+        else:
+            hint = 'rename its keys or pass the matching prefix'
+        return message + (f'; it has the warehouses under {there!r} where '
+                          f'this model expects {here!r}: {hint}')
 
     def extra_repr(self) -> str:
         if self.plan is None:

@@ -1,11 +1,24 @@
 """Temperature control of every KW layer of a model."""
 import math
+from typing import List
 
 import torch.nn as nn
 
 from .attention import KWAttention
+from .manager import WarehouseManager
 
-__all__ = ['set_temperature', 'get_temperature']
+__all__ = ['set_temperature', 'get_temperature', 'pinned_managers']
+
+
+def pinned_managers(model: nn.Module) -> List[str]:
+    """Module paths of the warehouse managers in ``model`` bound with
+    ``attention_init=False`` (temperature pinned to 0: fine-tuning)."""
+    return [
+        path or type(model).__name__
+        for path, m in model.named_modules()
+        if isinstance(m, WarehouseManager) and m.plan is not None
+        and not m.attention_init
+    ]
 
 
 def set_temperature(model: nn.Module, tau: float) -> int:
@@ -18,10 +31,20 @@ def set_temperature(model: nn.Module, tau: float) -> int:
 
     Returns:
         int: Number of KW layers updated.
+
+    Raises:
+        ValueError: If ``tau`` is outside ``[0, 1]``, or not 0 for a model
+            bound with ``attention_init=False`` (pinned to 0).
     """
     tau = float(tau)
     if not math.isfinite(tau) or not 0.0 <= tau <= 1.0:
         raise ValueError(f'temperature must be in [0, 1], got {tau!r}')
+    pinned = pinned_managers(model) if tau != 0.0 else []
+    if pinned:
+        raise ValueError(
+            f'temperature {tau!r} asked of a model bound with '
+            f'attention_init=False ({pinned[0]}), whose temperature is '
+            f'pinned to 0 (fine-tuning)')
     count = 0
     for m in model.modules():
         if isinstance(m, KWAttention):

@@ -18,8 +18,6 @@ produced; anything else raises a ``ValueError`` listing the offending keys.
 import argparse
 import functools
 import os
-import pickle
-import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,67 +176,13 @@ def _is_mmkw_state_dict(state_dict: Mapping) -> bool:
 
 
 def _load_checkpoint_file(path: Union[str, Path]):
-    """``torch.load`` (``weights_only``) with a one-line error saying what
-    the file is when it is not an official checkpoint."""
-    path = str(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'{path}: no such file')
-    if os.path.getsize(path) == 0:
-        raise ValueError(f'{path}: the file is empty, not a checkpoint')
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as error:
-        # weights_only refused an object: an MMEngine (mmkw) checkpoint
-        # holds its message hub, which mmkw's allow-list covers.
-        from mmkw.engine.checkpoint import (load_error_summary,
-                                            safe_checkpoint_globals)
-        refused = load_error_summary(error)
-        try:
-            with torch.serialization.safe_globals(
-                    [argparse.Namespace, *safe_checkpoint_globals()]):
-                checkpoint = torch.load(
-                    path, map_location='cpu', weights_only=True)
-        except Exception:
-            checkpoint = None
-        state_dict = checkpoint.get('state_dict') if isinstance(
-            checkpoint, Mapping) else None
-        if isinstance(state_dict, Mapping) and _is_mmkw_state_dict(
-                state_dict):
-            raise ValueError(_ALREADY_MMKW.format(path=path)) from None
-        if _is_pickle_or_zip(path):
-            raise ValueError(
-                f'{path}: holds objects that are not tensors or containers '
-                f'and is refused unread ({refused})') from None
-        raise ValueError(_not_a_checkpoint(path)) from None
-    except Exception as error:
-        if zipfile.is_zipfile(path):
-            raise ValueError(f'{path}: a zip archive that is not a readable '
-                             f'PyTorch checkpoint ({error})') from None
-        raise ValueError(_not_a_checkpoint(path)) from None
-
-
-def _is_pickle_or_zip(path: str) -> bool:
-    with open(path, 'rb') as f:
-        head = f.read(2)
-    return head[:1] == b'\x80' or head == b'PK'
-
-
-def _not_a_checkpoint(path: str) -> str:
-    """What a file ``torch.load`` cannot read is."""
-    with open(path, 'rb') as f:
-        head = f.read(4096)
-    if head.startswith(b'PK\x03\x04'):
-        return (f'{path}: a truncated or damaged PyTorch checkpoint (its zip '
-                f'archive is incomplete); download it again')
-    if head[:1] == b'\x80':
-        return (f'{path}: a truncated or damaged pickle; download it again')
-    try:
-        head.decode('utf-8')
-        return f'{path}: a text file, not a PyTorch checkpoint'
-    except UnicodeDecodeError:
-        return (f'{path}: not a PyTorch checkpoint (neither a zip archive '
-                f'nor a pickle)')
+    """The file read with ``weights_only`` and mmkw's allow-list plus
+    ``argparse.Namespace``; a file that does not load raises a one-line
+    :class:`~mmkw.engine.CheckpointLoadError` (a ``ValueError``) saying what
+    it is, as every mmkw loader does."""
+    from mmkw.engine.checkpoint import load_from_local
+    return load_from_local(
+        str(path), map_location='cpu', extra_globals=[argparse.Namespace])
 
 
 def model_warehouse_keys(model: nn.Module) -> List[Tuple[str, tuple]]:

@@ -20,15 +20,18 @@ defaults to False, and ``torchvision://``, ``modelzoo://``,
 ``open-mmlab://``, ``openmmlab://`` and ``mmcls://`` resolve to URLs and
 reach that same function. mmkw re-registers all of these schemes:
 :func:`load_from_http` downloads to the usual cache (``torch.hub``'s
-``checkpoints`` directory, rank 0 first as MMEngine does) and then loads the
-file with :func:`load_from_local`; the named schemes keep MMEngine's name
-tables. (``pavi://`` and ``s3://``/``petrel://`` already load with
+``checkpoints`` directory, rank 0 first as MMEngine does, under a name keyed
+by the whole URL) and then loads the file with :func:`load_from_local`; the
+named schemes keep MMEngine's name tables. (``pavi://`` and ``s3://``/``petrel://`` already load with
 ``torch.load``'s safe default.)
 """
+import hashlib
 import os
 import os.path as osp
 import pickle
-from typing import Callable, List, Optional, Tuple, Union
+import re
+import zipfile
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 from urllib.parse import urlparse
 
 import numpy as np
@@ -38,9 +41,11 @@ from mmengine.logging import HistoryBuffer, print_log
 from mmengine.runner import CheckpointLoader
 from mmengine.runner import checkpoint as mmengine_checkpoint
 
+from mmkw.cnn import note_checkpoint_source
+
 __all__ = [
     'CheckpointLoadError', 'load_from_local', 'load_from_http',
-    'safe_checkpoint_globals', 'load_error_summary'
+    'safe_checkpoint_globals', 'url_cache_path'
 ]
 
 _NUMERIC_DTYPES = ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8',
@@ -121,22 +126,32 @@ def safe_checkpoint_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
     return entries
 
 
-class CheckpointLoadError(RuntimeError):
+class CheckpointLoadError(RuntimeError, ValueError):
     """A checkpoint file could not be loaded; the message says which file
     and why."""
 
 
-def load_from_local(filename: str, map_location=None):
+def load_from_local(filename: str,
+                    map_location=None,
+                    extra_globals: Sequence = ()):
     """Load a local checkpoint with ``weights_only=True``.
 
     Registered as MMEngine's loader for local paths (the ``''`` scheme), so
     ``Runner.resume``, ``load_from`` and ``init_cfg=dict(type='Pretrained')``
-    all go through it.
+    all go through it; the checkpoint converter reads official files with it
+    too. A file that does not load is described in one line, the same for
+    every loader: the file is empty; a text file; not a PyTorch checkpoint;
+    a truncated or damaged checkpoint; or a checkpoint holding an object
+    outside the allow-list (named), the only case where loading the file
+    with ``weights_only=False`` is mentioned, for a file the user trusts.
 
     Args:
         filename (str): Path of the checkpoint (``~`` is expanded).
         map_location (str | torch.device | Callable, optional): Same as
             :func:`torch.load`. Defaults to None.
+        extra_globals (Sequence): Globals allowed on top of
+            :func:`safe_checkpoint_globals` (the converter allows
+            ``argparse.Namespace``). Defaults to ().
 
     Returns:
         dict | OrderedDict: The loaded checkpoint.
@@ -149,43 +164,114 @@ def load_from_local(filename: str, map_location=None):
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint file {filename!r} not found')
+    what = f'cannot load checkpoint {filename!r}'
+    if osp.getsize(filename) == 0:
+        raise CheckpointLoadError(
+            f'{what}: the file is empty, not a checkpoint')
     try:
-        with torch.serialization.safe_globals(safe_checkpoint_globals()):
-            return torch.load(
+        with torch.serialization.safe_globals(
+                [*safe_checkpoint_globals(), *extra_globals]):
+            checkpoint = torch.load(
                 filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        if 'getattr' in str(e):
+        refused = _refused_globals(filename, e)
+        if 'GLOBAL builtins.getattr' in refused:
             raise CheckpointLoadError(
-                f'cannot load checkpoint {filename!r} with weights_only=True: '
-                'it names objects through getattr (MMEngine without mmkw '
-                'pickles HistoryBuffer statistics that way), which mmkw never '
-                'allows. If you trust the file, load it once with '
-                'torch.load(..., weights_only=False) in a process that '
-                'imported mmkw and torch.save it again; it then loads here.'
-            ) from e
-        raise CheckpointLoadError(
-            f'cannot load checkpoint {filename!r} with weights_only=True: '
-            f'{load_error_summary(e)}\nmmkw allows only tensors, containers and the '
-            'objects MMEngine checkpoints hold (see mmkw.engine.'
-            'safe_checkpoint_globals). Official KernelWarehouse checkpoints '
-            'go through tools/model_converters/kw_official_to_mmkw.py; for '
-            'another file you trust, load it with torch.load(..., '
-            'weights_only=False) and save its plain state dict.') from e
-    except Exception as e:  # torch.load's many ways to reject a file
-        raise CheckpointLoadError(
-            f'cannot load checkpoint {filename!r}: it is not a readable '
-            f'PyTorch checkpoint ({type(e).__name__}: {load_error_summary(e)})'
-        ) from e
+                f'{what}: it names objects through getattr (MMEngine '
+                f'without mmkw pickles HistoryBuffer statistics that way), '
+                f'which mmkw never allows. If you trust the file, load it '
+                f'once with torch.load(..., weights_only=False) in a process '
+                f'that imported mmkw and torch.save it again; it then loads '
+                f'here.') from None
+        if refused:
+            raise CheckpointLoadError(
+                f'{what}: it holds {", ".join(refused)}'
+                f', which is not a tensor, a container or an object MMEngine '
+                f'checkpoints hold (mmkw.engine.safe_checkpoint_globals), and '
+                f'is refused unread. Official KernelWarehouse checkpoints go '
+                f'through tools/model_converters/kw_official_to_mmkw.py; only '
+                f'for a file you trust, load it with torch.load(..., '
+                f'weights_only=False) and save its plain state dict.'
+            ) from None
+        raise CheckpointLoadError(f'{what}: {_what_file(filename)}') from None
+    except Exception:  # torch.load's many ways to reject a damaged file
+        raise CheckpointLoadError(f'{what}: {_what_file(filename)}') from None
+    note_checkpoint_source(filename, _state_dict_keys(checkpoint))
+    return checkpoint
 
 
-def load_error_summary(error: Exception) -> str:
-    """The informative line of a (possibly very long) ``torch.load`` error:
-    for a ``weights_only`` refusal, the object refused."""
+def _state_dict_keys(checkpoint) -> Optional[List[str]]:
+    """The keys of a checkpoint's state dict (MMEngine's ``state_dict``,
+    the official code's ``model``, or the checkpoint itself)."""
+    if not isinstance(checkpoint, dict):
+        return None
+    for entry in ('state_dict', 'model'):
+        if isinstance(checkpoint.get(entry), dict):
+            checkpoint = checkpoint[entry]
+            break
+    keys = list(checkpoint)
+    return keys if all(isinstance(k, str) for k in keys) else None
+
+
+def _refused_globals(filename: str, error: Exception) -> List[str]:
+    """The objects a ``weights_only`` load refused, as ``'GLOBAL
+    module.name'``: named in PyTorch's message, or listed from a zip
+    checkpoint without unpickling it."""
     text = str(error)
-    marker = 'WeightsUnpickler error: '
-    if marker in text:
-        text = text.split(marker, 1)[1]
-    return text.strip().splitlines()[0] if text.strip() else repr(error)
+    names = re.findall(r'GLOBAL ([\w.]+)', text) + re.findall(
+        r"got <class '([\w.]+)'>", text)
+    if not names and zipfile.is_zipfile(filename):
+        try:
+            allowed = {
+                f'{g.__module__}.{g.__qualname__}' if not isinstance(g, tuple)
+                else g[1]
+                for g in safe_checkpoint_globals()
+            }
+            names = [
+                g for g in torch.serialization.
+                get_unsafe_globals_in_checkpoint(filename)
+                if g not in allowed
+            ]
+        except Exception:
+            names = []
+    return [f'GLOBAL {name}' for name in dict.fromkeys(names)]
+
+
+def _what_file(filename: str) -> str:
+    """What a file that ``torch.load`` cannot read is."""
+    with open(filename, 'rb') as f:
+        head = f.read(4096)
+    if head.startswith(b'PK\x03\x04'):
+        return ('a truncated or damaged PyTorch checkpoint (its zip archive '
+                'is incomplete); download it again')
+    if head[:1] == b'\x80':
+        return 'a truncated or damaged pickle; download it again'
+    try:
+        head.decode('utf-8')
+        return 'a text file, not a PyTorch checkpoint'
+    except UnicodeDecodeError:
+        return ('not a PyTorch checkpoint (neither a zip archive nor a '
+                'pickle)')
+
+
+#: A SHA-256 prefix in a file name (``name-<hash>.pth``), as torch hub and
+#: OpenMMLab name their released weights; at least 8 hex digits.
+_HASH_IN_NAME = re.compile(r'-([a-f0-9]{8,})\.')
+
+
+def url_cache_path(url: str, model_dir: Optional[str] = None) -> str:
+    """Where :func:`load_from_http` caches ``url``: the file name behind a
+    hash of the whole URL, so two URLs with one file name never share a
+    cached file.
+
+    Args:
+        url (str): ``http(s)://`` URL.
+        model_dir (str, optional): Cache directory. Defaults to
+            ``<torch.hub.get_dir()>/checkpoints``.
+    """
+    model_dir = model_dir or osp.join(torch.hub.get_dir(), 'checkpoints')
+    key = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return osp.join(model_dir, f'{key}-{osp.basename(urlparse(url).path)}')
 
 
 def load_from_http(filename: str,
@@ -196,6 +282,10 @@ def load_from_http(filename: str,
 
     Same contract as MMEngine's ``load_from_http``; the file is read by
     :func:`load_from_local` (``weights_only=True`` with mmkw's allow-list).
+    The cache is keyed by the whole URL (:func:`url_cache_path`); a file
+    name that carries a SHA-256 prefix (``name-<hash>.pth``) is checked
+    against it on download, as ``torch.hub``'s ``check_hash`` does; a
+    download that fails the check or is refused is removed from the cache.
 
     Args:
         filename (str): ``http://`` or ``https://`` URL.
@@ -205,22 +295,39 @@ def load_from_http(filename: str,
         progress (bool): Show a download progress bar.
 
     Raises:
-        CheckpointLoadError: If the downloaded file holds anything outside
-            the allow-list (the message names the URL and the object).
+        CheckpointLoadError: If the downloaded file fails its hash or holds
+            anything outside the allow-list (the message names the URL).
     """
-    model_dir = model_dir or osp.join(torch.hub.get_dir(), 'checkpoints')
-    cached = osp.join(model_dir, osp.basename(urlparse(filename).path))
+    cached = url_cache_path(filename, model_dir)
     rank, world_size = get_dist_info()
     if rank == 0 and not osp.isfile(cached):
-        os.makedirs(model_dir, exist_ok=True)
+        os.makedirs(osp.dirname(cached), exist_ok=True)
         print_log(f'Downloading {filename} to {cached}', logger='current')
-        torch.hub.download_url_to_file(filename, cached, progress=progress)
+        match = _HASH_IN_NAME.search(osp.basename(urlparse(filename).path))
+        try:
+            torch.hub.download_url_to_file(
+                filename,
+                cached,
+                hash_prefix=match.group(1) if match else None,
+                progress=progress)
+        except RuntimeError as e:
+            if osp.exists(cached):
+                os.remove(cached)
+            raise CheckpointLoadError(
+                f'checkpoint {filename!r}: {e}; the download is not '
+                f'kept') from None
     if world_size > 1:
         torch.distributed.barrier()
     try:
-        return load_from_local(cached, map_location=map_location)
+        checkpoint = load_from_local(cached, map_location=map_location)
     except CheckpointLoadError as e:
-        raise CheckpointLoadError(f'checkpoint {filename!r}: {e}') from e
+        if rank == 0 and osp.exists(cached):
+            os.remove(cached)
+        raise CheckpointLoadError(
+            f'checkpoint {filename!r} (downloaded to {cached}, now removed): '
+            f'{e}') from None
+    note_checkpoint_source(filename, _state_dict_keys(checkpoint))
+    return checkpoint
 
 
 def _model_url(filename: str, table: dict) -> str:

@@ -24,7 +24,7 @@ from mmengine.runner import Runner
 
 __all__ = [
     'add_cfg_options', 'add_common_args', 'parse_common_args', 'load_config',
-    'setup_cpu_distributed', 'build_runner'
+    'setup_cpu_distributed', 'build_runner', 'add_tool_hooks', 'TOOL_HOOKS'
 ]
 
 
@@ -156,8 +156,24 @@ def setup_cpu_distributed(cfg: Config) -> None:
     cfg.model_wrapper_cfg = wrapper
 
 
+#: Hooks every run of mmkw's tools gets (unless its config has them).
+TOOL_HOOKS = ('CheckpointCoverageHook', 'RandomStateHook')
+
+
+def add_tool_hooks(cfg: Config) -> None:
+    """Add :data:`TOOL_HOOKS` to ``cfg.custom_hooks``: a ``load_from`` or
+    test checkpoint that fills little of the model is refused, and
+    checkpoints carry the random states an exact ``--resume`` needs."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    present = {str(h.get('type', '')).split('.')[-1] for h in hooks}
+    for name in TOOL_HOOKS:
+        if name not in present:
+            hooks.append(dict(type=f'mmkw.{name}'))
+    cfg.custom_hooks = hooks
+
+
 def build_runner(cfg: Config) -> Runner:
-    """Build the runner of a config.
+    """Build the runner of a config, with :data:`TOOL_HOOKS` added.
 
     Args:
         cfg (Config): A config prepared by :func:`load_config`.
@@ -168,6 +184,7 @@ def build_runner(cfg: Config) -> Runner:
         ``Runner.from_cfg(cfg)``.
     """
     setup_cpu_distributed(cfg)
+    add_tool_hooks(cfg)
     if 'runner_type' in cfg:
         init_default_scope(cfg.get('default_scope', 'mmengine'))
         return RUNNERS.build(cfg)

@@ -7,7 +7,7 @@ from mmengine.hooks import EMAHook, Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
-from mmkw.cnn import get_temperature, set_temperature
+from mmkw.cnn import get_temperature, pinned_managers, set_temperature
 from mmkw.registry import register_hook
 
 __all__ = ['KWTemperatureHook']
@@ -37,7 +37,9 @@ class KWTemperatureHook(Hook):
     value is logged as ``train/temperature``.
 
     Models fine-tuned from a KW checkpoint pin ``tau = 0``
-    (``attention_init=False``) and must not use this hook; it refuses them.
+    (``attention_init=False``: a backbone, the KW head, ``KWConverted`` or
+    any network converted with it) and must not use this hook; it refuses
+    every such model (it reads the warehouse managers).
 
     Args:
         epochs (int, optional): Length ``T`` of the schedule in epochs.
@@ -95,13 +97,13 @@ class KWTemperatureHook(Hook):
             print_log(
                 'KWTemperatureHook: the model has no KernelWarehouse '
                 'layers, the hook does nothing', 'current', logging.WARNING)
-        for name, module in models[0].named_modules():
-            if getattr(module, 'attention_init', True) is False:
-                raise ValueError(
-                    f'KWTemperatureHook drives the temperature from 1 to 0, '
-                    f'but {name or "the model"} has attention_init=False '
-                    f'(fine-tuning pins tau = 0): remove the hook from '
-                    f'custom_hooks')
+        pinned = pinned_managers(models[0])
+        if pinned:
+            raise ValueError(
+                f'KWTemperatureHook drives the temperature from 1 to 0, but '
+                f'the KW layers of {", ".join(pinned)} were built with '
+                f'attention_init=False (fine-tuning pins tau = 0): remove '
+                f'the hook from custom_hooks')
 
     def before_train_iter(self,
                           runner,
