@@ -1,7 +1,24 @@
-"""Install mmkw. The pinned stack is installed by tools/install.sh."""
+"""Install mmkw. The pinned stack is installed by tools/install.sh.
+
+As MMPretrain and MMDetection do, the package carries its configs, tools and
+model index in ``mmkw/.mim`` (copied into a wheel or sdist, linked for an
+editable install), so an installed mmkw serves ``_base_ = 'mmkw::...'``,
+``mmpretrain.get_model(NAME)`` and its tools without the checkout.
+"""
+import os
 import os.path as osp
+import shutil
+import sys
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+#: Runs mmkw_config_hook.install() at start-up, if the module is there.
+PTH_NAME = 'mmkw-config-hook.pth'
+PTH_LINE = ("import importlib.util; importlib.util.find_spec("
+            "'mmkw_config_hook') is not None and "
+            "__import__('mmkw_config_hook').install()\n")
+MIM_FILES = ('configs', 'tools', 'model-index.yml')
 
 
 def readme() -> str:
@@ -31,6 +48,48 @@ def requirements(name: str) -> list:
     return result
 
 
+def add_mim_extension() -> None:
+    """Put the configs, tools and model index in ``mmkw/.mim``: copies for
+    a wheel or sdist, links for ``develop`` (an editable install)."""
+    if {'develop', 'editable_wheel'} & set(sys.argv):
+        mode = 'symlink'
+    elif {'sdist', 'bdist_wheel', 'build', 'build_py'} & set(sys.argv):
+        mode = 'copy'
+    else:
+        return
+    root = osp.dirname(osp.abspath(__file__))
+    mim_path = osp.join(root, 'mmkw', '.mim')
+    os.makedirs(mim_path, exist_ok=True)
+    for name in MIM_FILES:
+        src, dst = osp.join(root, name), osp.join(mim_path, name)
+        if osp.islink(dst) or osp.isfile(dst):
+            os.remove(dst)
+        elif osp.isdir(dst):
+            shutil.rmtree(dst)
+        if mode == 'symlink':
+            os.symlink(osp.relpath(src, mim_path), dst)
+        elif osp.isdir(src):
+            shutil.copytree(
+                src, dst, ignore=shutil.ignore_patterns('__pycache__'))
+        else:
+            shutil.copyfile(src, dst)
+
+
+class BuildPyWithHook(build_py):
+    """``build_py`` that also puts :data:`PTH_NAME` beside the package."""
+
+    def run(self):
+        super().run()
+        with open(osp.join(self.build_lib, PTH_NAME), 'w') as f:
+            f.write(PTH_LINE)
+
+    def get_outputs(self, include_bytecode=1):
+        return super().get_outputs(include_bytecode) + [
+            osp.join(self.build_lib, PTH_NAME)
+        ]
+
+
+add_mim_extension()
 setup(
     name='mmkw',
     version=version(),
@@ -40,6 +99,9 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache License 2.0',
     packages=find_packages(include=['mmkw', 'mmkw.*']),
+    py_modules=['mmkw_config_hook'],
+    include_package_data=True,
+    cmdclass={'build_py': BuildPyWithHook},
     python_requires='>=3.9',
     install_requires=['torch>=2.0'],
     extras_require={
