@@ -36,8 +36,11 @@ def test_mission_command_on_a_fresh_machine_lists_all_that_is_missing(
         assert needed in message
     # Where COCO goes, and both ways to get the pretrained backbone.
     assert 'COCO goes where MMDetection expects it' in message
-    assert 'kw_official_to_mmkw.py RELEASED.pth ' \
+    assert 'kw_official_to_mmkw.py DOWNLOADED.pth ' \
         'checkpoints/kw1x-resnet50_in1k.pth' in message
+    # Where the authors released it (the metafile's Converted From).
+    assert 'released kw1x-resnet50 checkpoint (https://drive.google.com/' \
+        'file/d/1lA155EYydHae_m__hk86tX_m9S0i85i8/view' in message
     assert 'tools/train.py ' + str(
         CONFIG_DIR / 'kw1x-resnet50_8xb32_in1k.py') in message
     assert not (tmp_path / 'work_dirs').exists()  # no runner was built

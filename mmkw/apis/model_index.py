@@ -17,7 +17,7 @@ from mmengine.fileio import load
 
 __all__ = [
     'model_index_root', 'register_model_index', 'list_model_names',
-    'config_path'
+    'config_path', 'released_weights'
 ]
 
 _registered: List[str] = []
@@ -103,3 +103,15 @@ def config_path(name: str) -> str:
                          f'{"similar: " + str(close) if close else ""} see '
                          f'mmkw.apis.list_model_names()')
     return osp.join(root, models[name]['Config'])
+
+
+def released_weights(model: str) -> Optional[str]:
+    """Where the authors released the ImageNet weights of ``model`` (e.g.
+    ``'kw1x-resnet50'``, the part of a model name before ``_``): the
+    ``Converted From`` address of its metafile entry, None if they released
+    none. They are browser downloads, converted with
+    ``tools/model_converters/kw_official_to_mmkw.py``."""
+    for name, entry in sorted(_models().items()):
+        if name.split('_')[0] == model and 'Converted From' in entry:
+            return entry['Converted From']['Weights']
+    return None

@@ -107,14 +107,21 @@ def _checkpoint_hint(path: str, config_dir: str) -> Optional[str]:
     stem = osp.splitext(osp.basename(path))[0]
     if not stem.endswith('_in1k'):
         return None
-    hint = (f'For {path}: convert the authors\' released checkpoint with '
-            f'python tools/model_converters/kw_official_to_mmkw.py '
-            f'RELEASED.pth {path}')
+    from mmkw.apis import released_weights
+    model = stem[:-len('_in1k')]
+    url = released_weights(model)
+    if url:
+        hint = (f'For {path}: download the authors\' released {model} '
+                f'checkpoint ({url}, a browser download) and convert it with '
+                f'python tools/model_converters/kw_official_to_mmkw.py '
+                f'DOWNLOADED.pth {path}')
+    else:
+        hint = (f'For {path}: the authors released no {model} checkpoint')
     configs = sorted(
-        glob.glob(osp.join(config_dir, f'{stem[:-len("_in1k")]}_*in1k.py')))
+        glob.glob(osp.join(config_dir, f'{model}_*in1k.py')))
     if configs:
-        hint += ', or train it with ' + ' or '.join(
-            f'python tools/train.py {c}' for c in configs)
+        hint += (', or train it with ' if url else '; train it with ') + \
+            ' or '.join(f'python tools/train.py {c}' for c in configs)
     return hint + '.'
 
 
