@@ -152,7 +152,12 @@ def test_vis_attention_tool(tmp_path, load_tool, capsys):
     for name in maps:
         assert (tmp_path / 'out' / f'{name}.png').stat().st_size > 0
     assert (tmp_path / 'out' / 'statistics.json').exists()
-    assert '4 images of the train split' in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert '4 images of the train split' in printed.out
+    # MMEngine's progress bar over the images, on stderr (stdout keeps the
+    # table alone).
+    assert 'Averaging the attention over 4 images' in printed.err
+    assert '] 4/4,' in printed.err and '4/4' not in printed.out
     with pytest.raises(ValueError, match='has no test_dataloader'):
         load_tool('analysis_tools/vis_attention').main(
             [str(tmp_path / 'cfg.py'), str(tmp_path / 'ckpt.pth'),

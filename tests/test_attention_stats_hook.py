@@ -25,14 +25,14 @@ def test_logs_own_and_foreign_mass_every_interval(tmp_path):
     for name in names:
         own = hub.get_scalar(f'train/kw_attention/{name}_own')
         foreign = hub.get_scalar(f'train/kw_attention/{name}_foreign')
-        # Measured at iterations 3 and 6 only.
-        assert len(own.data[0]) == len(foreign.data[0]) == 2
+        # Measured at iterations 1, 3 and 6.
+        assert len(own.data[0]) == len(foreign.data[0]) == 3
     # Iteration 3 runs at tau = 1/2: half of the initial assignment (one-hot
     # on own cells) remains, so the own cells carry more; at iteration 6
     # (tau = 0) the learnt attention alone remains.
-    own_3, own_6 = hub.get_scalar(
+    _, own_3, own_6 = hub.get_scalar(
         'train/kw_attention/backbone.stage1_own').data[0]
-    foreign_3, _ = hub.get_scalar(
+    _, foreign_3, _ = hub.get_scalar(
         'train/kw_attention/backbone.stage1_foreign').data[0]
     assert own_3 > 2 * foreign_3
     assert own_6 < own_3

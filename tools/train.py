@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 
+import torch
 from mmengine.logging import print_log
 from mmengine.runner import find_latest_checkpoint
 
@@ -18,7 +19,9 @@ from mmkw.engine import (MissingInputsError, add_common_args, build_runner,
                          latest_readable_checkpoint, load_config,
                          parse_common_args)
 
-__all__ = ['parse_args', 'build_config', 'check_resume', 'main']
+__all__ = [
+    'parse_args', 'build_config', 'amp_message', 'check_resume', 'main'
+]
 
 
 def parse_args(argv=None):
@@ -30,7 +33,9 @@ def parse_args(argv=None):
         '--amp',
         action='store_true',
         default=False,
-        help='enable automatic-mixed-precision training')
+        help='enable automatic-mixed-precision training: CUDA AMP '
+        '(AmpOptimWrapper) with CUDA, bfloat16 autocast on the CPU '
+        '(CPUAutocastOptimWrapper) without')
     parser.add_argument(
         '--auto-scale-lr',
         action='store_true',
@@ -55,11 +60,20 @@ def build_config(args):
 
     if args.amp:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') not in (
-                'OptimWrapper', 'AmpOptimWrapper'):
+                'OptimWrapper', 'AmpOptimWrapper', 'CPUAutocastOptimWrapper'):
             raise ValueError(f'--amp needs an OptimWrapper, the config uses '
                              f'{cfg.optim_wrapper.type!r}')
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        if torch.cuda.is_available():
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        else:
+            # MMEngine's AmpOptimWrapper refuses CPU training: autocast to
+            # bfloat16 on the CPU instead (no loss scaling needed).
+            cfg.optim_wrapper.type = 'CPUAutocastOptimWrapper'
+            for key in ('loss_scale', 'use_fsdp'):  # AmpOptimWrapper's own
+                cfg.optim_wrapper.pop(key, None)
+            if cfg.optim_wrapper.get('dtype') is None:
+                cfg.optim_wrapper.dtype = 'bfloat16'
 
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
@@ -75,6 +89,17 @@ def build_config(args):
         cfg.resume = True
         cfg.load_from = args.resume
     return cfg
+
+
+def amp_message(cfg) -> str:
+    """The line ``--amp`` logs: which mixed precision the run trains with."""
+    wrapper = cfg.optim_wrapper
+    if wrapper.type == 'CPUAutocastOptimWrapper':
+        return (f'--amp: CUDA is not available; training with '
+                f'{wrapper.dtype} autocast on the CPU '
+                f'(CPUAutocastOptimWrapper)')
+    return (f'--amp: training with CUDA automatic mixed precision '
+            f'(AmpOptimWrapper, loss_scale={wrapper.loss_scale!r})')
 
 
 def check_resume(cfg) -> None:
@@ -117,13 +142,16 @@ def check_resume(cfg) -> None:
 
 def main(argv=None):
     """Train with the config and options of ``argv``."""
-    cfg = build_config(parse_args(argv))
+    args = parse_args(argv)
+    cfg = build_config(args)
     try:
         check_inputs(cfg, ('train', 'val'), [cfg.get('load_from')])
     except MissingInputsError as error:
         raise SystemExit(f'error: {error}') from None
     check_resume(cfg)
     runner = build_runner(cfg)
+    if args.amp:
+        runner.logger.info(amp_message(cfg))
     runner.train()
 
 

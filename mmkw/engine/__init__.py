@@ -14,6 +14,7 @@ from .hooks import __all__ as _hooks
 from .launch import (TOOL_HOOKS, add_cfg_options, add_common_args,
                      add_tool_hooks, build_runner, load_config,
                      parse_common_args, setup_cpu_distributed)
+from .optim_wrapper import CPUAutocastOptimWrapper
 from .preflight import MissingInputsError, check_inputs, find_missing_inputs
 
 __all__ = [
@@ -25,5 +26,5 @@ __all__ = [
     'kw_conv_bn_eval_control', 'turn_on_efficient_conv_bn_eval',
     'add_cfg_options', 'add_common_args', 'parse_common_args', 'build_runner', 'load_config',
     'setup_cpu_distributed', 'MissingInputsError', 'check_inputs',
-    'find_missing_inputs'
+    'find_missing_inputs', 'CPUAutocastOptimWrapper'
 ] + list(_hooks)

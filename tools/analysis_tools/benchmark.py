@@ -11,10 +11,21 @@ is also given as a ratio to the plain network, taken round by round, so it
 survives a busy machine better than an absolute time. ``--detector`` adds a
 Mask R-CNN KW-R50 training step with and without ``efficient_conv_bn_eval``.
 
+``--device cuda`` runs everything on the GPU: the timed regions are
+synchronised, and the memory figure is the peak CUDA memory of a training
+step (``torch.cuda.max_memory_allocated``, reset per variant) instead of
+the saved bytes. ``--plot FILE`` draws the KW / plain inference time ratio
+per model and batch size, fast path and official formulation, against the
+model's FLOP floor (KW FLOPs / plain FLOPs, :func:`mmkw.analysis.
+count_complexity`). Progress (a line per model and measurement, with the
+time elapsed) goes to stderr; the tables go to stdout.
+
 Example (the first line gives the README's figures)::
 
     python tools/analysis_tools/benchmark.py --threads 2 --rounds 3 --detector
     python tools/analysis_tools/benchmark.py --models resnet18:1 --compile
+    python tools/analysis_tools/benchmark.py --device cuda --batch 1 8 32 \
+        --plot ratios.png
 """
 import argparse
 import copy
@@ -23,8 +34,9 @@ import gc
 import multiprocessing
 import resource
 import statistics
+import sys
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -36,7 +48,7 @@ from mmkw.cnn import kw_conv_implementation
 from mmkw.models import KWConvNeXt, KWMobileNetV2, KWResNet
 from mmkw.utils import saved_tensor_bytes
 
-__all__ = ['MODELS', 'measure', 'main']
+__all__ = ['MODELS', 'measure', 'plot_ratios', 'main']
 
 #: name -> (plain builder, KW builder taking the budget)
 MODELS: Dict[str, tuple] = {
@@ -78,7 +90,26 @@ def parse_args(argv=None):
                         help='Mask R-CNN KW-R50 training step with and '
                         'without efficient_conv_bn_eval')
     parser.add_argument('--det-size', type=int, default=512)
+    parser.add_argument(
+        '--device', choices=['cpu', 'cuda'], default='cpu',
+        help='where models and inputs live (default: cpu); on cuda the '
+        'memory figure is the peak CUDA memory of a training step')
+    parser.add_argument(
+        '--plot', metavar='FILE',
+        help='draw the KW / plain inference time ratios (fast path and '
+        'reference, per model and batch) with the FLOP floor to FILE '
+        '(e.g. ratios.png)')
     args = parser.parse_args(argv)
+    if args.plot and 'inference' in args.skip:
+        parser.error('--plot draws the inference ratios: drop inference '
+                     'from --skip')
+    if args.peak_rss and args.device == 'cuda':
+        parser.error('--peak-rss measures CPU memory; with --device cuda '
+                     'the peak CUDA memory of a training step is reported')
+    if min(args.batch) < 1 or args.train_batch < 1 or args.size < 1 \
+            or args.rounds < 1:
+        parser.error('--batch, --train-batch, --size and --rounds must be '
+                     'positive')
     specs = []
     for spec in args.models:
         name, _, budget = spec.partition(':')
@@ -93,13 +124,29 @@ def parse_args(argv=None):
     return args
 
 
+_START = time.perf_counter()
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr, with the seconds since the start."""
+    print(f'[benchmark {time.perf_counter() - _START:7.1f} s] {message}',
+          file=sys.stderr, flush=True)
+
+
+def synchronize(device: str) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously)."""
+    if device == 'cuda':
+        torch.cuda.synchronize()
+
+
 class Variant:
     """A model run one way: plain, KW reference, KW fast (maybe compiled)."""
 
     def __init__(self, label: str, model: nn.Module, implementation=None,
-                 compiled: bool = False):
+                 compiled: bool = False, device: str = 'cpu'):
         self.label = label
-        self.model = model
+        self.model = model.to(device)
+        self.device = device
         self.implementation = implementation
         self.forward = torch.compile(model) if compiled else model
         self.optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
@@ -131,25 +178,55 @@ class Variant:
     def saved(self, inputs) -> int:
         return self.run(lambda: saved_tensor_bytes(lambda: self.loss(inputs)))
 
+    def peak_cuda_memory(self, inputs) -> int:
+        """Peak CUDA bytes a training step allocates above what was
+        allocated before it (activations, gradients, workspaces)."""
+        return peak_cuda_memory(lambda: self.train_step(inputs),
+                                self.optimizer)
+
+
+def peak_cuda_memory(step: Callable[[], None], optimizer=None) -> int:
+    """Peak of ``torch.cuda.max_memory_allocated`` during ``step()``, above
+    the allocation before it; the peak statistics are reset first."""
+    if optimizer is not None:
+        optimizer.zero_grad(set_to_none=True)
+    gc.collect()
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    step()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - before
+
 
 def measure(runs: Dict[str, Callable[[], None]],
-            rounds: int) -> Dict[str, list]:
+            rounds: int,
+            device: str = 'cpu') -> Dict[str, list]:
     """Seconds of each ``runs[label]()``, interleaved by round after one
-    warm-up round."""
+    warm-up round; on CUDA the device is synchronised before and after
+    each timed run."""
     times = {label: [] for label in runs}
     for r in range(rounds + 1):
         for label, run in runs.items():
             gc.collect()
+            synchronize(device)
             start = time.perf_counter()
             run()
+            synchronize(device)
             if r:
                 times[label].append(time.perf_counter() - start)
     return times
 
 
+def _ratios(times, base) -> List[float]:
+    """Round-by-round ratios of ``times`` to ``base``."""
+    return [t / b for t, b in zip(times, base)]
+
+
 def _summary(times, base):
     med = statistics.median(times)
-    ratios = [t / b for t, b in zip(times, base)]
+    ratios = _ratios(times, base)
     return (f'{med * 1e3:9.1f} ({min(times) * 1e3:.0f}-'
             f'{max(times) * 1e3:.0f})  {statistics.median(ratios):5.2f}x '
             f'({min(ratios):.2f}-{max(ratios):.2f})')
@@ -196,39 +273,80 @@ def peak_rss(name, budget, implementation, args):
     return before / 1024, after / 1024
 
 
-def benchmark_model(name, budget, args):
+def flop_floor(plain: nn.Module, kw: nn.Module, size: int) -> float:
+    """KW FLOPs / plain FLOPs on one ``3 x size x size`` image (the
+    attention and kernel assembly included): the time ratio a KW model
+    would reach if it ran as fast per FLOP as the plain one."""
+    from mmkw.analysis import count_complexity
+    shape = (3, size, size)
+    return (count_complexity(kw, shape)['flops'] /
+            count_complexity(plain, shape)['flops'])
+
+
+def benchmark_model(name, budget, args) -> dict:
+    """Print the tables of one model and return its figures:
+    ``label``, ``inference`` (batch -> label -> seconds per round) and
+    ``flop_floor`` (None without ``--plot``)."""
     make_plain, make_kw = MODELS[name]
+    title = f'{name} KW {budget:g}x'
+    progress(f'{title}: building the plain and KW models')
     torch.manual_seed(0)
     plain, kw = make_plain(), make_kw(budget)
     mmkw.set_temperature(kw, 0.0)  # the trained model's attention
     params = sum(p.numel() for p in plain.parameters())
     kw_params = sum(p.numel() for p in kw.parameters())
-    print(f'\n=== {name} KW {budget:g}x: {kw_params:,} parameters '
+    result = dict(label=title, inference={}, flop_floor=None)
+    if args.plot:
+        progress(f'{title}: counting FLOPs at {args.size}x{args.size}')
+        result['flop_floor'] = flop_floor(plain, kw, args.size)
+    print(f'\n=== {title}: {kw_params:,} parameters '
           f'(plain {params:,})')
+    device = args.device
     variants = [
-        Variant('plain', plain),
-        Variant('KW reference', kw, 'reference'),
-        Variant('KW fast', kw, 'blocked'),
+        Variant('plain', plain, device=device),
+        Variant('KW reference', kw, 'reference', device=device),
+        Variant('KW fast', kw, 'blocked', device=device),
     ]
     if args.compile:
         variants += [
-            Variant('plain compiled', copy.deepcopy(plain), compiled=True),
-            Variant('KW fast compiled', kw, 'blocked', compiled=True)
+            Variant('plain compiled', copy.deepcopy(plain), compiled=True,
+                    device=device),
+            Variant('KW fast compiled', kw, 'blocked', compiled=True,
+                    device=device)
         ]
+    rounds = f'{len(variants)} variants x (1 warm-up + {args.rounds}) rounds'
     if 'inference' not in args.skip:
         for batch in args.batch:
-            inputs = torch.randn(batch, 3, args.size, args.size)
+            progress(f'{title}: timing inference at batch {batch}, {rounds}')
+            inputs = torch.randn(batch, 3, args.size, args.size,
+                                 device=device)
             runs = {v.label: functools.partial(v.infer, inputs)
                     for v in variants}
-            print_times(f'inference, batch {batch}',
-                        measure(runs, args.rounds))
-    inputs = torch.randn(args.train_batch, 3, args.size, args.size)
+            times = measure(runs, args.rounds, device)
+            result['inference'][batch] = times
+            print_times(f'inference, batch {batch}', times)
+    inputs = torch.randn(args.train_batch, 3, args.size, args.size,
+                         device=device)
     if 'train' not in args.skip:
+        progress(f'{title}: timing a training step at batch '
+                 f'{args.train_batch}, {rounds}')
         runs = {v.label: functools.partial(v.train_step, inputs)
                 for v in variants}
         print_times(f'training step, batch {args.train_batch}',
-                    measure(runs, args.rounds))
-    if 'saved' not in args.skip:
+                    measure(runs, args.rounds, device))
+    if 'saved' not in args.skip and device == 'cuda':
+        progress(f'{title}: peak CUDA memory of a training step at batch '
+                 f'{args.train_batch}')
+        print(f'\npeak CUDA memory of a training step, batch '
+              f'{args.train_batch}: MB above the allocation before it, '
+              'ratio to plain')
+        values = [v.peak_cuda_memory(inputs) for v in variants[:3]]
+        for v, value in zip(variants[:3], values):
+            print(f'  {v.label:22s} {value / 2**20:9.1f}  '
+                  f'{value / values[0]:5.2f}x')
+    elif 'saved' not in args.skip:
+        progress(f'{title}: counting the bytes saved for backward at batch '
+                 f'{args.train_batch}')
         print(f'\nsaved for backward, batch {args.train_batch}: MB, ratio '
               'to plain')
         base = variants[0].saved(inputs)
@@ -240,8 +358,60 @@ def benchmark_model(name, budget, args):
         print(f'\npeak RSS of a training step, batch {args.train_batch}, '
               'fresh process: MB (before the first step)')
         for v in variants[:3]:
+            progress(f'{title}: peak RSS of {v.label} in a fresh process')
             before, after = peak_rss(name, budget, v.implementation, args)
             print(f'  {v.label:22s} {after:9.0f} ({before:.0f})')
+    return result
+
+
+def plot_ratios(results: List[dict], out: str,
+                title: Optional[str] = None) -> None:
+    """Draw, per model, the median KW / plain inference time ratio (with
+    its min-max range over the rounds) against the batch size, for the
+    fast path and the official formulation, and the model's FLOP floor.
+
+    Args:
+        results (list[dict]): What :func:`benchmark_model` returns.
+        out (str): The image file (any format matplotlib writes).
+        title (str, optional): The figure's title.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        1, len(results), figsize=(3.6 * len(results) + 0.6, 3.6),
+        squeeze=False)
+    for ax, result in zip(axes[0], results):
+        batches = sorted(result['inference'])
+        xs = range(len(batches))
+        for label, name, style in (('KW fast', 'fast path', 'o-'),
+                                   ('KW reference', 'reference', 's--')):
+            ratios = [_ratios(result['inference'][b][label],
+                              result['inference'][b]['plain'])
+                      for b in batches]
+            med = [statistics.median(r) for r in ratios]
+            err = [[m - min(r) for m, r in zip(med, ratios)],
+                   [max(r) - m for m, r in zip(med, ratios)]]
+            ax.errorbar(xs, med, yerr=err, fmt=style, capsize=3,
+                        label=name)
+        floor = result['flop_floor']
+        if floor is not None:
+            ax.axhline(floor, color='grey', linestyle=':',
+                       label=f'FLOP floor {floor:.2f}x')
+        ax.axhline(1.0, color='black', linewidth=0.5)
+        ax.set_xticks(list(xs), [str(b) for b in batches])
+        ax.set_xlabel('inference batch')
+        ax.set_title(result['label'])
+        ax.set_ylim(bottom=0)
+        ax.grid(axis='y', alpha=0.3)
+        ax.legend(fontsize='small')
+    axes[0][0].set_ylabel('KW / plain time')
+    if title:
+        fig.suptitle(title, fontsize='medium')
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
 
 
 def benchmark_detector(args):
@@ -255,8 +425,9 @@ def benchmark_detector(args):
     init_default_scope('mmdet')
     cfg = Config.fromfile('configs/mask-rcnn_kw-r50_1x_coco.py')
     cfg.model.backbone.init_cfg = None  # random weights are as fast
+    progress('Mask R-CNN: building the detector')
     torch.manual_seed(0)
-    models = {'unfolded': DET_MODELS.build(cfg.model)}
+    models = {'unfolded': DET_MODELS.build(cfg.model).to(args.device)}
     models['efficient_conv_bn_eval'] = copy.deepcopy(models['unfolded'])
     turn_on_efficient_conv_bn_eval(models['efficient_conv_bn_eval'],
                                    ['backbone'])
@@ -287,10 +458,25 @@ def benchmark_detector(args):
 
     print(f'\n=== Mask R-CNN KW-R50 1x (configs/mask-rcnn_kw-r50_1x_coco.py)'
           f', 2 images {size}x{size}, norm_eval, frozen stage 1')
+    progress(f'Mask R-CNN: timing a training step, {len(models)} variants '
+             f'x (1 warm-up + {args.rounds}) rounds')
     times = measure({label: functools.partial(step, label)
-                     for label in models}, args.rounds)
+                     for label in models}, args.rounds, args.device)
     print_times('training step', times, base='unfolded',
                 notes={k: f'loss {v:.6f}' for k, v in losses.items()})
+    if args.device == 'cuda':
+        progress('Mask R-CNN: peak CUDA memory of a training step')
+        print('\npeak CUDA memory of a training step: MB above the '
+              'allocation before it, ratio to unfolded')
+        values = {label: peak_cuda_memory(functools.partial(step, label),
+                                          optimizers[label])
+                  for label in models}
+        first = values['unfolded']
+        for label, value in values.items():
+            print(f'  {label:24s} {value / 2**20:9.1f}  '
+                  f'{value / first:5.2f}x')
+        return
+    progress('Mask R-CNN: counting the bytes saved for backward')
     print('\nsaved for backward: MB, ratio to unfolded (all; activations '
           'alone)')
     first = None
@@ -305,15 +491,33 @@ def benchmark_detector(args):
 
 
 def main(argv=None):
+    """Run the benchmark of ``argv``; returns what :func:`benchmark_model`
+    returns per model."""
+    global _START
     args = parse_args(argv)
+    _START = time.perf_counter()
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit(
+            f'error: --device cuda needs a CUDA device, and torch '
+            f'{torch.__version__} sees none here '
+            f'(torch.cuda.is_available() is False); use --device cpu')
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
-          f'{args.size}x{args.size}, tau = 0, {args.rounds} rounds')
-    for name, budget in args.models:
-        benchmark_model(name, budget, args)
+    device = ('cpu' if args.device == 'cpu' else
+              f'cuda ({torch.cuda.get_device_name()})')
+    header = (f'torch {torch.__version__}, {device}, '
+              f'{torch.get_num_threads()} threads, {args.size}x{args.size}, '
+              f'tau = 0, {args.rounds} rounds')
+    print(header)
+    results = [benchmark_model(name, budget, args)
+               for name, budget in args.models]
     if args.detector:
         benchmark_detector(args)
+    if args.plot:
+        plot_ratios(results, args.plot, title=header)
+        print(f'\nplot of the KW / plain inference ratios: {args.plot}')
+    progress('done')
+    return results
 
 
 if __name__ == '__main__':

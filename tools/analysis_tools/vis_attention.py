@@ -13,17 +13,21 @@ warehouse cells, a diverging colour map centred at 0, each layer's own cells
 outlined. The images go through MMEngine's Visualizer (to the config's
 ``vis_backends``: local files, TensorBoard, W&B); ``--out-dir`` also writes
 PNGs and ``statistics.json`` (per layer: the share of ``|alpha|`` on its
-own cells, the fraction of negative weights and the entropy).
+own cells, the fraction of negative weights and the entropy). A progress
+bar over the images (MMEngine's ``ProgressBar``) goes to stderr; the table
+of statistics to stdout.
 """
 import argparse
 import json
 import os
 import os.path as osp
+import sys
 
 import mmcv
 import torch
 from mmengine.registry import VISUALIZERS, init_default_scope
 from mmengine.runner import Runner, load_checkpoint
+from mmengine.utils import ProgressBar
 
 import mmkw  # noqa: F401  registers mmkw's models and the safe loaders
 from mmkw.analysis import (AttentionRecorder, draw_warehouse_map,
@@ -82,12 +86,21 @@ def main(argv=None):
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     loader = Runner.build_dataloader(loader_cfg)
 
+    # Whole batches run: --num-images rounded up to a batch multiple.
+    batch = loader.batch_size or 1
+    total = min(-(-args.num_images // batch) * batch, len(loader.dataset))
+    print(f'Averaging the attention over {total} images of the '
+          f'{args.split} split', file=sys.stderr, flush=True)
+    progress = ProgressBar(total, file=sys.stderr)
     with AttentionRecorder(model) as recorder, torch.no_grad():
         for data in loader:
+            done = min(recorder.num_images, total)
             data = model.data_preprocessor(data, False)
             _features(model, data['inputs'])
+            progress.update(min(recorder.num_images, total) - done)
             if recorder.num_images >= args.num_images:
                 break
+    sys.stderr.write('\n')
     maps = recorder.maps()
     stats = layer_statistics(maps)
 

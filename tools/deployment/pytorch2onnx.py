@@ -11,8 +11,13 @@ extraction and NMS are out of scope. The input is the preprocessed image
 batch (the config's ``data_preprocessor`` normalisation is not in the
 graph). Needs ``onnx``, ``onnxscript`` and, for ``--verify``,
 ``onnxruntime``.
+
+Each stage (building the model, exporting, verifying) is announced on
+stderr with the time the previous one took; the results go to stdout.
 """
 import argparse
+import sys
+import time
 
 import mmkw  # noqa: F401  registers mmkw's models and the safe loaders
 from mmkw.deployment import build_export_model, export_onnx, verify_onnx
@@ -64,10 +69,37 @@ def parse_args(argv=None):
     return args
 
 
+class _Stages:
+    """One stderr line per stage: what starts, and how long the previous
+    stage took."""
+
+    def __init__(self):
+        self.start = self.last = time.perf_counter()
+
+    def __call__(self, done: str = '', starting: str = '',
+                 last: bool = False) -> None:
+        now = time.perf_counter()
+        parts = [f'{done} in {now - self.last:.1f} s'] if done else []
+        parts += [starting] if starting else []
+        if last:
+            parts.append(f'{now - self.start:.1f} s in all')
+        print(f'[pytorch2onnx] {"; ".join(parts)}', file=sys.stderr,
+              flush=True)
+        self.last = now
+
+
 def main(argv=None):
     """Export (and verify) the model of ``argv``."""
     args = parse_args(argv)
+    stage = _Stages()
+    stage(starting=f'building the model of {args.config} with '
+          f'{args.checkpoint}')
     model = build_export_model(args.config, args.checkpoint)
+    batch = 'B' if args.dynamic_batch else args.batch_size
+    exporter = 'TorchScript' if args.torchscript else 'torch.export'
+    stage('built', f'exporting to {args.out} (input [{batch}, 3, '
+          f'{args.shape[0]}, {args.shape[1]}], {exporter} exporter, opset '
+          f'{args.opset})')
     export_onnx(
         model,
         args.out,
@@ -76,15 +108,19 @@ def main(argv=None):
         batch_size=args.batch_size,
         opset_version=args.opset,
         dynamo=not args.torchscript)
-    batch = 'B' if args.dynamic_batch else args.batch_size
     print(f'Exported {args.out} (input [{batch}, 3, {args.shape[0]}, '
           f'{args.shape[1]}])')
-    if args.verify:
-        batches = (1, 4) if args.dynamic_batch else (args.batch_size, )
-        errors = verify_onnx(model, args.out, batches, args.shape)
-        for batch, error in zip(batches, errors):
-            print(f'ONNX Runtime vs PyTorch, batch {batch}: max relative '
-                  f'difference {error:.2e}')
+    if not args.verify:
+        stage('exported', last=True)
+        return
+    batches = (1, 4) if args.dynamic_batch else (args.batch_size, )
+    stage('exported', f'verifying with ONNX Runtime at batch '
+          f'{" and ".join(map(str, batches))}')
+    errors = verify_onnx(model, args.out, batches, args.shape)
+    stage('verified', last=True)
+    for batch, error in zip(batches, errors):
+        print(f'ONNX Runtime vs PyTorch, batch {batch}: max relative '
+              f'difference {error:.2e}')
 
 
 if __name__ == '__main__':

@@ -4,10 +4,13 @@ At the start of training every KW layer mixes only its own cells (the
 initial assignment, temperature 1); what the paper's Figure 3 shows is the
 learnt attention reaching into other layers' cells. This hook logs, per
 warehouse, the mean ``|alpha|`` of its layers on their own cells and on the
-other layers' cells, every ``interval`` training iterations, as MessageHub
-scalars (``train/kw_attention/<warehouse>_own`` and ``..._foreign``), so
-they reach every visualizer backend and log analysis tool
-(``analyze_logs.py plot_curve --keys ...``).
+other layers' cells, at the first training iteration of a run and every
+``interval`` training iterations, as MessageHub scalars
+(``train/kw_attention/<warehouse>_own`` and ``..._foreign``), so they reach
+every visualizer backend and log analysis tool (``analyze_logs.py
+plot_curve --keys ...``). The first measurement, and the hook running before
+the ``LoggerHook``, put the scalars in the first logged record: the log
+analysis tools take the valid keys from that record.
 """
 from typing import Dict, List, Tuple
 
@@ -41,10 +44,13 @@ class KWAttentionStatsHook(Hook):
     """Log the attention's mass on own vs. other layers' cells per
     warehouse.
 
-    Every ``interval`` training iterations, forward hooks on the KW
-    attentions read ``alpha`` of that iteration (no extra forward pass) and
-    log, per warehouse, the mean ``|alpha|`` over its layers' own cells and
-    over the other layers' cells of the warehouse.
+    At the first training iteration of a run (a resumed one too) and every
+    ``interval`` training iterations, forward hooks on the KW attentions
+    read ``alpha`` of that iteration (no extra forward pass) and log, per
+    warehouse, the mean ``|alpha|`` over its layers' own cells and over the
+    other layers' cells of the warehouse. Each iteration's log record
+    carries the latest measurement (the hook runs before the
+    ``LoggerHook``), from the first record on.
 
     Args:
         interval (int): Iterations between two measurements. Defaults to 50.
@@ -53,7 +59,9 @@ class KWAttentionStatsHook(Hook):
         >>> custom_hooks = [dict(type='KWAttentionStatsHook', interval=50)]
     """
 
-    priority = 'LOW'
+    # Before the LoggerHook (BELOW_NORMAL): an iteration's measurement is
+    # in that iteration's log record, the first one included.
+    priority = 'NORMAL'
 
     def __init__(self, interval: int = 50):
         if not isinstance(interval, int) or isinstance(interval, bool) \
@@ -63,6 +71,7 @@ class KWAttentionStatsHook(Hook):
         self.interval = interval
         self._handles: list = []
         self._sums: Dict[str, torch.Tensor] = {}
+        self._first = True
 
     def before_run(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(
@@ -72,9 +81,13 @@ class KWAttentionStatsHook(Hook):
             raise ValueError(f'KWAttentionStatsHook needs a model with KW '
                              f'layers; {type(model).__name__} has none')
 
+    def before_train(self, runner) -> None:
+        self._first = True
+
     def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
-        if (runner.iter + 1) % self.interval:
+        if (runner.iter + 1) % self.interval and not self._first:
             return
+        self._first = False
         self._sums = {}
         for warehouse, layer, lp in self._layers:
             self._handles.append(
