@@ -27,8 +27,11 @@ optim_wrapper = dict(
     paramwise_cfg=dict(
         norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0))
 
+# MMPretrain's PreciseBNHook keeps the scope the base list gave it, so that
+# the list builds whichever package inherits this config.
 custom_hooks = [
     dict(
+        _scope_='mmpretrain',
         type='PreciseBNHook',
         num_samples=8192,
         interval=1,

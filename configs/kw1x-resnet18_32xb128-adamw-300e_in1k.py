@@ -5,27 +5,20 @@
 # mixup, cutmix, random erasing, label smoothing 0.1, temperature over 20
 # epochs. The model is that of kw1x-resnet18_8xb32_in1k.py.
 _base_ = [
+    './_base_/models/kw-resnet18.py',
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     './_base_/schedules/kw_imagenet_adamw_cos_300e.py',
     './_base_/imagenet_runtime.py',
 ]
 
+# The recipe's part of the model: label smoothing, mixup and cutmix.
 model = dict(
-    type='ImageClassifier',
-    backbone=dict(
-        type='KWResNet',
-        depth=18,
-        budget=1.0,
-        out_indices=(3, ),
-        style='pytorch'),
-    neck=dict(type='GlobalAveragePooling'),
     head=dict(
-        type='LinearClsHead',
-        num_classes=1000,
-        in_channels=512,
         loss=dict(
-            type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
-        topk=(1, 5)),
+            _delete_=True,  # replaces the CrossEntropyLoss, loss_weight too
+            type='LabelSmoothLoss',
+            label_smooth_val=0.1,
+            mode='original')),
     train_cfg=dict(augments=[
         dict(type='Mixup', alpha=0.8),
         dict(type='CutMix', alpha=1.0),

@@ -1,14 +1,5 @@
-# KW 4x DeiT-Tiny (paper Table 11): value projections and MLPs draw from
-# warehouses shared by groups of 6 blocks (KWVisionTransformer; query, key
-# and output projections stay static). MMPretrain's DeiT-Tiny recipe
-# (AdamW 300 epochs, batch 4x256, lr 5e-4 x batch/512, wd 0.05, RandAugment,
-# mixup, cutmix, random erasing, label smoothing) plus the temperature
-# schedule over 20 epochs.
-_base_ = 'mmpretrain::deit/deit-tiny_4xb256_in1k.py'
-custom_imports = dict(imports=['mmkw'], allow_failed_imports=False)
+# KW 4x DeiT-Tiny (paper Table 11) with the recipe of
+# kw1x-deit-tiny_4xb256_in1k.py.
+_base_ = './kw1x-deit-tiny_4xb256_in1k.py'
 
-model = dict(
-    backbone=dict(type='KWVisionTransformer', budget=4.0,
-                  blocks_per_warehouse=6))
-
-custom_hooks = [dict(type='KWTemperatureHook', epochs=20)]
+model = dict(backbone=dict(budget=4.0))

@@ -26,10 +26,17 @@ model = dict(
         rule='stage',
         input_shape=(3, 256, 256)))
 
+# MMDetection's hooks keep the scope the base list gave them, so that the
+# list builds whichever package inherits this config.
 custom_hooks = [
-    dict(type='YOLOXModeSwitchHook', num_last_epochs=15, priority=48),
-    dict(type='SyncNormHook', priority=48),
     dict(
+        _scope_='mmdet',
+        type='YOLOXModeSwitchHook',
+        num_last_epochs=15,
+        priority=48),
+    dict(_scope_='mmdet', type='SyncNormHook', priority=48),
+    dict(
+        _scope_='mmdet',
         type='EMAHook',
         ema_type='ExpMomentumEMA',
         momentum=0.0001,

@@ -136,9 +136,9 @@ def test_coco_config_trains_and_evaluates(name, tiny_data, tmp_path):
     assert cfg.default_scope == 'mmdet'
     assert cfg.custom_imports == dict(
         imports=['mmkw'], allow_failed_imports=False)
-    assert cfg.train_dataloader.batch_size == 2
-    assert cfg.train_cfg.max_epochs == 12
+    # 1x: lr / 10 after epochs 8 and 11 of 12.
     assert cfg.param_scheduler[-1].milestones == [8, 11]
+    assert cfg.train_cfg.max_epochs == 12
     assert cfg.optim_wrapper.optimizer.type == 'AdamW'
     assert set(cfg.val_evaluator.metric) == {'bbox', 'segm'}
 
@@ -176,7 +176,9 @@ def test_demo_config_trains_and_evaluates(tiny_data, tmp_path, load_tool):
     backbone = cfg.model.backbone
     assert backbone.type == 'KWResNet' and backbone.depth == 18
     assert backbone.attention_init is True  # trained from scratch
-    assert [h['type'] for h in cfg.custom_hooks] == ['KWTemperatureHook']
+    assert [h['type'] for h in cfg.custom_hooks] == [
+        'KWTemperatureHook', 'KWAttentionStatsHook'
+    ]
     assert cfg.train_dataloader.num_workers == 0
     assert set(cfg.val_evaluator.metric) == {'bbox', 'segm'}
     assert cfg.model.roi_head.bbox_head.num_classes == len(DEMO_CLASSES)

@@ -60,9 +60,12 @@ def test_get_model_and_inferencer_by_name(tmp_path):
     model = mmpretrain.get_model(name, pretrained=str(ckpt))
     for key, value in source.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
-    inferencer = ImageClassificationInferencer(name, pretrained=str(ckpt))
-    image = (torch.rand(64, 64, 3) * 255).to(torch.uint8).numpy()
-    result = inferencer(image)[0]
+    # As in a fresh process: other tests here leave MMDetection's scope on.
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        inferencer = ImageClassificationInferencer(name, pretrained=str(ckpt))
+        image = (torch.rand(64, 64, 3) * 255).to(torch.uint8).numpy()
+        result = inferencer(image)[0]
     assert 0 <= result['pred_label'] < 1000
 
 

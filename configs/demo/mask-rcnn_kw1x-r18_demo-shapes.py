@@ -11,15 +11,13 @@
 # proposals) so that training + evaluation take minutes on 2 CPU cores.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
-    'mmdet::_base_/default_runtime.py'
+    'mmdet::_base_/default_runtime.py',
+    './_base_/demo-shapes.py',
 ]
 custom_imports = dict(imports=['mmkw'], allow_failed_imports=False)
 default_scope = 'mmdet'
 
-data_root = 'data/demo_shapes/'
-metainfo = dict(
-    classes=('circle', 'square', 'triangle'),
-    palette=[(220, 20, 60), (0, 128, 255), (0, 200, 0)])
+data_root = _base_.demo_data_root  # tools/demo.py generates the data there
 img_scale = (128, 128)
 channels = 128
 
@@ -33,7 +31,6 @@ channels = 128
 # config) 0.467/0.509.
 max_epochs = 6
 temperature_epochs = 4
-batch_size = 8
 
 model = dict(
     data_preprocessor=dict(pad_size_divisor=32),
@@ -90,41 +87,16 @@ test_pipeline = [
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                    'scale_factor'))
 ]
-# num_workers=0: on 2 CPU cores loading in the main process is ~4x faster
-# than 2 worker processes competing with the model for the cores.
+# The demo data's dataloaders with this detector's pipelines.
 train_dataloader = dict(
-    batch_size=batch_size,
-    num_workers=0,
-    persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    _base_.demo_train_dataloader,
     dataset=dict(
-        type='CocoDataset',
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/train.json',
-        data_prefix=dict(img='train/'),
-        filter_cfg=dict(filter_empty_gt=True, min_size=4),
-        pipeline=train_pipeline))
+        _base_.demo_train_dataloader.dataset, pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=batch_size,
-    num_workers=0,
-    persistent_workers=False,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='CocoDataset',
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/val.json',
-        data_prefix=dict(img='val/'),
-        test_mode=True,
-        pipeline=test_pipeline))
+    _base_.demo_val_dataloader,
+    dataset=dict(_base_.demo_val_dataloader.dataset, pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(
-    type='CocoMetric',
-    ann_file=data_root + 'annotations/val.json',
-    metric=['bbox', 'segm'],
-    format_only=False)
+val_evaluator = dict(_base_.demo_evaluator, metric=['bbox', 'segm'])
 test_evaluator = val_evaluator
 
 train_cfg = dict(
@@ -155,7 +127,11 @@ param_scheduler = [
         end=max_epochs,
         convert_to_iter_based=True)
 ]
-custom_hooks = [dict(type='KWTemperatureHook', epochs=temperature_epochs)]
+custom_hooks = [
+    dict(type='KWTemperatureHook', epochs=temperature_epochs),
+    # train/kw_attention/<warehouse>_{own,foreign} scalars: log, visualizers.
+    dict(type='KWAttentionStatsHook', interval=50),
+]
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
@@ -163,4 +139,4 @@ default_hooks = dict(
 log_processor = dict(window_size=10)
 randomness = dict(seed=0)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
-auto_scale_lr = dict(enable=False, base_batch_size=batch_size)
+auto_scale_lr = dict(enable=False, base_batch_size=_base_.batch_size)

@@ -6,16 +6,12 @@
 # Mosaic/MixUp, no multi-scale batches, 30 epochs, AdamW; the temperature
 # falls over the first 10 epochs and the attention learns at 10x the lr,
 # as in the Mask R-CNN demo.
-_base_ = '../yolox_kw1x-s_8xb8-300e_coco.py'
+_base_ = ['../yolox_kw1x-s_8xb8-300e_coco.py', './_base_/demo-shapes.py']
 
-data_root = 'data/demo_shapes/'
-metainfo = dict(
-    classes=('circle', 'square', 'triangle'),
-    palette=[(220, 20, 60), (0, 128, 255), (0, 200, 0)])
+data_root = _base_.demo_data_root  # not the COCO base's
 img_scale = (128, 128)
 max_epochs = 30
 temperature_epochs = 10
-batch_size = 8
 
 model = dict(
     data_preprocessor=dict(batch_augments=None),
@@ -43,42 +39,19 @@ test_pipeline = [
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                    'scale_factor'))
 ]
+# The demo data's dataloaders with this detector's pipelines, in place of
+# the COCO ones of the base.
 train_dataloader = dict(
+    _base_.demo_train_dataloader,
     _delete_=True,
-    batch_size=batch_size,
-    num_workers=0,
-    persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(
-        type='CocoDataset',
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/train.json',
-        data_prefix=dict(img='train/'),
-        filter_cfg=dict(filter_empty_gt=True, min_size=4),
-        pipeline=train_pipeline))
+        _base_.demo_train_dataloader.dataset, pipeline=train_pipeline))
 val_dataloader = dict(
+    _base_.demo_val_dataloader,
     _delete_=True,
-    batch_size=batch_size,
-    num_workers=0,
-    persistent_workers=False,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='CocoDataset',
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/val.json',
-        data_prefix=dict(img='val/'),
-        test_mode=True,
-        pipeline=test_pipeline))
+    dataset=dict(_base_.demo_val_dataloader.dataset, pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(
-    _delete_=True,
-    type='CocoMetric',
-    ann_file=data_root + 'annotations/val.json',
-    metric='bbox',
-    format_only=False)
+val_evaluator = dict(_base_.demo_evaluator, _delete_=True)
 test_evaluator = val_evaluator
 
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
@@ -109,4 +82,4 @@ default_hooks = dict(
 log_processor = dict(window_size=10)
 randomness = dict(seed=0)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
-auto_scale_lr = dict(enable=False, base_batch_size=batch_size)
+auto_scale_lr = dict(enable=False, base_batch_size=_base_.batch_size)
