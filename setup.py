@@ -62,6 +62,10 @@ def add_mim_extension() -> None:
     os.makedirs(mim_path, exist_ok=True)
     for name in MIM_FILES:
         src, dst = osp.join(root, name), osp.join(mim_path, name)
+        if mode == 'copy' and osp.islink(dst) and 'bdist_wheel' in sys.argv:
+            # A checkout with an editable install keeps its links: building
+            # a wheel copies the files they point to.
+            continue
         if osp.islink(dst) or osp.isfile(dst):
             os.remove(dst)
         elif osp.isdir(dst):
