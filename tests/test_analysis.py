@@ -174,3 +174,39 @@ def test_kw_plan_on_every_config(config, load_tool):
     # KWConverted backbones hold their manager under the backbone too.
     assert '[backbone.warehouse_manager]' in report
     assert 'x the plain model' in report
+
+
+def test_attention_maps_pair_layers_by_name_when_one_never_runs():
+    """A KW layer the forward never reaches records nothing; the maps of
+    the others must keep their own means (pairing by position would shift
+    every later layer onto the wrong mean)."""
+    import torch.nn as nn
+
+    from mmkw.analysis.attention_maps import (AttentionRecorder,
+                                              layer_statistics)
+    from mmkw.cnn import KWConv2d, WarehouseManager
+
+    class Net(nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.unused = KWConv2d(4, 4, 3, padding=1, warehouse='w')
+            self.a = KWConv2d(4, 8, 3, padding=1, warehouse='w')
+            self.b = KWConv2d(8, 8, 1, warehouse='w')
+            self.warehouse_manager = WarehouseManager()
+            self.warehouse_manager.declare('w')
+            self.warehouse_manager.bind(self)
+
+        def forward(self, x):
+            return self.b(self.a(x))
+
+    net = Net().eval()
+    mmkw.set_temperature(net, 1.0)  # alpha = the initial assignment
+    with AttentionRecorder(net) as recorder:
+        net(torch.randn(2, 4, 6, 6))
+    maps = recorder.maps()
+    assert maps['w']['layers'] == ['a', 'b']
+    stats = {s['layer']: s for s in layer_statistics(maps)}
+    # At tau = 1 each layer draws only on its own cells.
+    assert stats['a']['own_share'] == pytest.approx(1.0)
+    assert stats['b']['own_share'] == pytest.approx(1.0)

@@ -56,7 +56,7 @@ def test_measurement_matches_alpha():
     stage1 = [(m, lp) for w, m, lp in kw_layer_plans(model) if w == 'stage1']
     seen = []
     handles = [m.attention.register_forward_hook(
-        lambda mod, a, out, lp=lp: seen.append((out.abs(), lp)))
+        lambda mod, a, out, lp=lp: seen.append((out.alpha.abs(), lp)))
         for m, lp in stage1]
     hook.before_train_iter(runner, 0)
     model.eval()(torch.rand(2, 3, 32, 32))

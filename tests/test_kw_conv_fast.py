@@ -9,8 +9,8 @@ import torch
 import torch.nn as nn
 
 import mmkw.cnn.blocked as blocked
-from mmkw.cnn import (KWConv2d, KWLinear, WarehouseManager, kw_conv,
-                      kw_conv_blocked, kw_conv_implementation,
+from mmkw.cnn import (ConvGeometry, KWConv2d, KWLinear, WarehouseManager,
+                      kw_conv, kw_conv_blocked, kw_conv_implementation,
                       kw_conv_reference, kw_conv_unfold)
 from mmkw.utils import saved_tensor_bytes
 
@@ -49,15 +49,15 @@ def make_inputs(name, batch, dtype=torch.float32, seed=0):
         warehouse=rand(n, c_o, c_i, *([1] * dims)) / c_i**0.5,
         bias=rand(c_out),
         out_scale=rand(c_out))
-    geometry = (split, weight_shape, as_tuple(stride), as_tuple(padding),
-                (1, ) * dims, groups)
+    geometry = ConvGeometry(weight_shape, as_tuple(stride), as_tuple(padding),
+                            (1, ) * dims, groups, split)
     return tensors, geometry
 
 
 def reference(tensors, geometry, with_scale):
     t = tensors
     out = kw_conv_reference(t['x'], t['attention'], t['warehouse'],
-                            *geometry)
+                            geometry)
     view = (1, -1, *([1] * (out.dim() - 2)))
     if with_scale:
         out = out * t['out_scale'].reshape(view)
@@ -67,7 +67,7 @@ def reference(tensors, geometry, with_scale):
 def fast(tensors, geometry, with_scale, engine=None):
     t = tensors
     return kw_conv_blocked(
-        t['x'], t['attention'], t['warehouse'], *geometry, bias=t['bias'],
+        t['x'], t['attention'], t['warehouse'], geometry, bias=t['bias'],
         out_scale=t['out_scale'] if with_scale else None, engine=engine)
 
 
@@ -119,7 +119,7 @@ def test_export_formulation_matches_reference(name, batch):
 
     def unfold(t):
         return kw_conv_unfold(t['x'], t['attention'], t['warehouse'],
-                              *geometry, bias=t['bias'],
+                              geometry, bias=t['bias'],
                               out_scale=t['out_scale'])
 
     expected, expected_grads = outputs_and_grads(
@@ -146,7 +146,7 @@ def test_matches_reference_under_bf16_autocast(name):
     t = tensors
     with torch.autocast('cpu', dtype=torch.bfloat16):
         assert kw_conv_blocked(t['x'], t['attention'], t['warehouse'],
-                               *geometry).dtype == torch.bfloat16
+                               geometry).dtype == torch.bfloat16
     scale = expected.float().abs().max()
     assert (out.float() - expected.float()).abs().max() <= 0.05 * scale
     for key, value in expected_grads.items():
@@ -233,7 +233,7 @@ def test_kw_conv_dispatches_out_scale_on_both_implementations():
     for impl in ('blocked', 'reference', 'unfold'):
         with kw_conv_implementation(impl):
             results.append(
-                kw_conv(t['x'], t['attention'], t['warehouse'], *geometry,
+                kw_conv(t['x'], t['attention'], t['warehouse'], geometry,
                         t['bias'], t['out_scale']))
     torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(results[1], reference(t, geometry, True))

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmkw.cnn import (ZERO_CELL, KWConv1d, KWConv2d, KWLinear,
+from mmkw.cnn import (ZERO_CELL, ConvGeometry, KWConv1d, KWConv2d, KWLinear,
                       WarehouseManager, assemble_kernels, get_temperature,
                       reset_kw_attentions, set_temperature)
 
@@ -49,7 +49,7 @@ def cut_kernel(layer, beta):
     ``j = s * G_o * G_i + o * G_i + i`` (the zero cell leaves zeros)."""
     warehouse = layer.warehouse_weight().detach()
     c_o, c_i = warehouse.shape[1:3]
-    g_s, g_o, g_i = layer.split
+    g_s, g_o, g_i = layer.geometry.split
     kernel = torch.zeros(layer.weight_shape, dtype=warehouse.dtype)
     flat = kernel.reshape(*kernel.shape[:2], -1)  # [C_out, C_in/g, G_s]
     for s, o, i in itertools.product(range(g_s), range(g_o), range(g_i)):
@@ -110,7 +110,9 @@ def test_assembly_index_order():
     batch = 2
     alpha = torch.randn(batch * m, n)
     warehouse = torch.randn(n, c_o, c_i, 1, 1)
-    got = assemble_kernels(alpha, warehouse, split, weight_shape)
+    got = assemble_kernels(alpha, warehouse,
+                           ConvGeometry(weight_shape, (1, 1), (0, 0), (1, 1),
+                                        1, split))
     expected = torch.zeros(batch, *weight_shape)
     for b in range(batch):
         for j in range(m):
@@ -147,7 +149,7 @@ def test_nonlocal_basis():
                     m * (n + 1))
         assert sum(p.numel() for p in att.parameters()) == expected
         x = torch.randn(2, getattr(net, name).in_channels, 5, 5)
-        assert att(x).shape == (2 * m, n)
+        assert att(x).alpha.shape == (2 * m, n)
 
 
 def test_warehouse_stored_once():

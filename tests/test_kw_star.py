@@ -37,8 +37,8 @@ def _odconv_style(layer, x):
     filter_ = torch.sigmoid(att.filter_fc(hidden))
     spatial = torch.sigmoid(att.spatial_fc(hidden))
     batch = x.shape[0]
-    kernels = assemble_kernels(alpha, layer.warehouse_weight(), layer.split,
-                               layer.weight_shape)
+    kernels = assemble_kernels(alpha, layer.warehouse_weight(),
+                               layer.geometry)
     kernels = kernels.reshape(batch, -1, *kernels.shape[1:-2], 3, 3) * \
         spatial.reshape(batch, 1, 1, 3, 3)
     out = F.conv2d((x * channel[:, :, None, None]).reshape(1, -1, 6, 6),
@@ -95,5 +95,5 @@ def test_mobilenet_v2_kwstar4x_count():
 
 def test_bad_attention_type():
     with pytest.raises(ValueError, match="attention_type must be one of "
-                       r"\('kw', 'kw_star'\), got 'od'"):
+                       r"\['kw', 'kw_star'\], got 'od'"):
         WarehouseManager(attention_type='od')

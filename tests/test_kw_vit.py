@@ -47,7 +47,7 @@ def test_layout_value_and_mlp_only():
     assert block.attn.qkv.v.warehouse == 'group1_value'
     # The attention pools over every token (class token included).
     x = torch.rand(2, 5, 192)
-    pooled = block.attn.qkv.v.attention(x.transpose(1, 2))
+    pooled = block.attn.qkv.v.attention(x.transpose(1, 2)).alpha
     assert pooled.shape[0] == 2 * vit.plan.layer('layers.7.attn.qkv.v') \
         .num_mixtures
 

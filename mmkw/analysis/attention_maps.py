@@ -20,8 +20,15 @@ from mmkw.engine.hooks import kw_layer_plans
 
 __all__ = [
     'AttentionRecorder', 'warehouse_maps', 'layer_statistics',
-    'draw_warehouse_map'
+    'draw_warehouse_map', 'layer_name'
 ]
+
+
+def layer_name(warehouse: str, plan) -> str:
+    """The name :class:`AttentionRecorder` reports a KW layer under: its
+    module path relative to the owner of its manager, qualified by that
+    owner's path (``backbone.layer1.0.conv1``)."""
+    return f'{warehouse.rpartition(".")[0]}.{plan.name}'.lstrip('.')
 
 
 class AttentionRecorder:
@@ -59,9 +66,8 @@ class AttentionRecorder:
 
     def _recorder(self, index: int, num_mixtures: int):
 
-        def record(module, args, alpha):
-            if isinstance(alpha, tuple):  # KW*: (alpha, channel, filter)
-                alpha = alpha[0]
+        def record(module, args, output):
+            alpha = output.alpha  # an AttentionOutput
             per_image = alpha.detach().float().reshape(
                 -1, num_mixtures, alpha.shape[-1])
             total = per_image.sum(0).cpu()
@@ -85,8 +91,7 @@ class AttentionRecorder:
         if not self._sums:
             raise RuntimeError('no image was recorded')
         return {
-            f'{warehouse.rpartition(".")[0]}.{lp.name}'.lstrip('.'):
-            self._sums[i] / self._counts[i]
+            layer_name(warehouse, lp): self._sums[i] / self._counts[i]
             for i, (warehouse, _, lp) in enumerate(self.layers)
             if i in self._sums
         }
@@ -99,10 +104,13 @@ class AttentionRecorder:
 def warehouse_maps(layers, means: Dict[str, torch.Tensor]) -> Dict[str, dict]:
     """Per warehouse: ``alpha`` (``[sum m, n]`` mean mixtures of its layers
     in order), ``layers`` (names), ``rows`` (first row of each layer) and
-    ``own`` (``(start, num_cells)`` of each layer)."""
+    ``own`` (``(start, num_cells)`` of each layer). Layers are paired with
+    their means by name; a layer that never ran (no mean) is left out."""
     maps: Dict[str, dict] = {}
-    names = list(means)
-    for (warehouse, _, lp), name in zip(layers, names):
+    for warehouse, _, lp in layers:
+        name = layer_name(warehouse, lp)
+        if name not in means:
+            continue
         entry = maps.setdefault(warehouse,
                                 dict(alpha=[], layers=[], rows=[], own=[]))
         entry['rows'].append(sum(a.shape[0] for a in entry['alpha']))

@@ -1,11 +1,13 @@
 """KernelWarehouse core: plan, attention, layers and manager (torch only)."""
-from .attention import ATTENTION_TYPES, KWAttention, KWStarAttention
+from .attention import (ATTENTION_TYPES, AttentionOutput, KWAttention,
+                        KWStarAttention)
 from .blocked import kw_conv_blocked
 from .functional import (IMPLEMENTATIONS, assemble_kernels, kw_conv,
                          kw_conv_implementation, kw_conv_reference,
                          kw_conv_unfold)
 from .convert import (RULES, convert_to_kw, convertible_convs,
                       kw_layout_by_rule)
+from .geometry import ConvGeometry
 from .layers import (KWConv1d, KWConv2d, KWConvNd, KWLinear,
                      note_checkpoint_source)
 from .layout import (KWLayout, apply_layout, kw_layer_like, plain_layer_like,
@@ -17,7 +19,8 @@ from .plan import (MAX_WAREHOUSE_PARAMS, ZERO_CELL, LayerPlan, LayerSpec,
 from .temperature import get_temperature, pinned_managers, set_temperature
 
 __all__ = [
-    'KWAttention', 'KWStarAttention', 'ATTENTION_TYPES', 'assemble_kernels',
+    'KWAttention', 'KWStarAttention', 'ATTENTION_TYPES', 'AttentionOutput',
+    'ConvGeometry', 'assemble_kernels',
     'kw_conv', 'kw_conv_reference', 'kw_conv_unfold', 'kw_conv_blocked', 'kw_conv_implementation',
     'IMPLEMENTATIONS', 'KWConvNd', 'note_checkpoint_source', 'KWConv1d', 'KWConv2d', 'KWLinear',
     'WarehouseManager', 'bound_layers', 'MAX_WAREHOUSE_PARAMS', 'ZERO_CELL', 'LayerSpec',

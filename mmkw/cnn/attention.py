@@ -1,5 +1,5 @@
 """The attention of a KernelWarehouse layer (contrasting-driven attention)."""
-from typing import Callable, Optional, Sequence
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Type
 
 import torch
 import torch.distributed as dist
@@ -8,10 +8,25 @@ import torch.nn.functional as F
 
 from .plan import ZERO_CELL
 
-__all__ = ['KWAttention', 'KWStarAttention', 'ATTENTION_TYPES']
+__all__ = [
+    'AttentionOutput', 'KWAttention', 'KWStarAttention', 'ATTENTION_TYPES'
+]
 
-#: ``attention_type`` values of :class:`~mmkw.cnn.WarehouseManager`.
-ATTENTION_TYPES = ('kw', 'kw_star')
+
+class AttentionOutput(NamedTuple):
+    """What the attention of a KW layer gives its convolution.
+
+    Attributes:
+        alpha (Tensor): ``[B * m, n]`` mixture weights over the warehouse
+            cells.
+        in_scale (Tensor, optional): ``[B, C_in]`` factors of the input
+            channels (KW*), applied before the convolution.
+        out_scale (Tensor, optional): ``[B, C_out]`` factors of the output
+            channels (KW*), applied before the bias.
+    """
+    alpha: torch.Tensor
+    in_scale: Optional[torch.Tensor] = None
+    out_scale: Optional[torch.Tensor] = None
 
 #: Norms whose affine parameters the official initialisation resets.
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
@@ -26,9 +41,10 @@ def _synced(norm: nn.Module) -> bool:
 class KWAttention(nn.Module):
     """Mixture weights of a KW layer's cells over its warehouse.
 
-    For an input ``x`` of shape ``[B, C, *spatial]`` it returns ``alpha`` of
-    shape ``[B * m, n]``: one row per linear mixture, one column per
-    warehouse cell (kernelwarehouse.md section 2.2):
+    For an input ``x`` of shape ``[B, C, *spatial]`` it returns an
+    :class:`AttentionOutput` whose ``alpha`` has shape ``[B * m, n]``: one
+    row per linear mixture, one column per warehouse cell
+    (kernelwarehouse.md section 2.2):
 
     ``pool -> fc1 -> norm1 -> ReLU -> fc2 -> [B*m, n+1]`` (the last column
     belongs to the zero cell), then ``z / (sum|z| + 1e-3)`` (the
@@ -108,7 +124,21 @@ class KWAttention(nn.Module):
         for j, cell in enumerate(beta):
             assignment[j, num_cells if cell == ZERO_CELL else cell] = 1
         self.register_buffer('init_assignment', assignment, persistent=False)
+        self._add_heads(hidden)
         self.init_weights()
+
+    @classmethod
+    def for_layer(cls, layer: nn.Module, plan, num_cells: int,
+                  **options) -> 'KWAttention':
+        """The attention of a KW layer bound by ``plan``
+        (:class:`~mmkw.cnn.LayerPlan`) to a warehouse of ``num_cells``
+        cells; ``options`` are the manager's (``reduction``,
+        ``norm_layer``, ``nonlocal_basis``)."""
+        return cls(layer.in_channels, plan.num_mixtures, num_cells,
+                   plan.beta, **options)
+
+    def _add_heads(self, hidden: int) -> None:
+        """Heads of a subclass reading the hidden features (none here)."""
 
     def init_weights(self) -> None:
         """Official initialisation: Kaiming (fan_out) Linear, unit norms."""
@@ -155,8 +185,8 @@ class KWAttention(nn.Module):
         pooled = x.flatten(2).mean(dim=-1)
         return self.act1(self._normalize(self.fc1(pooled)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._mixture(self._hidden(x))
+    def forward(self, x: torch.Tensor) -> AttentionOutput:
+        return AttentionOutput(self._mixture(self._hidden(x)))
 
     def _mixture(self, hidden: torch.Tensor) -> torch.Tensor:
         """``alpha`` ``[B * m, n]`` from the hidden features."""
@@ -207,24 +237,36 @@ class KWStarAttention(KWAttention):
         **kwargs: Other arguments of :class:`KWAttention`.
 
     Returns (forward):
-        tuple: ``alpha`` ``[B * m, n]`` (spatially scaled), the input-channel
-        ``[B, C_in]`` and the output-channel ``[B, C_out]`` attentions.
+        AttentionOutput: ``alpha`` ``[B * m, n]`` (spatially scaled), the
+        input-channel (``in_scale``, ``[B, C_in]``) and the output-channel
+        (``out_scale``, ``[B, C_out]``) attentions.
     """
 
     def __init__(self, in_channels: int, num_mixtures: int, num_cells: int,
                  beta: Sequence, out_channels: int,
                  split: Sequence[int], **kwargs):
+        # Read by _add_heads, which KWAttention.__init__ calls before the
+        # one initialisation of every layer (plain attributes may be set
+        # before nn.Module.__init__).
+        self.out_channels = out_channels
+        self.split = tuple(split)
         super().__init__(in_channels, num_mixtures, num_cells, beta,
                          **kwargs)
-        hidden = self.hidden_channels
-        self.split = tuple(split)
-        self.channel_fc = nn.Linear(hidden, in_channels)
-        self.filter_fc = nn.Linear(hidden, out_channels)
-        self.spatial_fc = nn.Linear(hidden, split[0]) if split[0] > 1 \
-            else None
-        self.init_weights()
 
-    def forward(self, x: torch.Tensor):
+    @classmethod
+    def for_layer(cls, layer: nn.Module, plan, num_cells: int,
+                  **options) -> 'KWStarAttention':
+        return cls(layer.in_channels, plan.num_mixtures, num_cells,
+                   plan.beta, out_channels=layer.out_channels,
+                   split=plan.split, **options)
+
+    def _add_heads(self, hidden: int) -> None:
+        self.channel_fc = nn.Linear(hidden, self.in_channels)
+        self.filter_fc = nn.Linear(hidden, self.out_channels)
+        self.spatial_fc = nn.Linear(hidden, self.split[0]) \
+            if self.split[0] > 1 else None
+
+    def forward(self, x: torch.Tensor) -> AttentionOutput:
         hidden = self._hidden(x)
         alpha = self._mixture(hidden)
         channel = torch.sigmoid(self.channel_fc(hidden))
@@ -235,4 +277,12 @@ class KWStarAttention(KWAttention):
             per_mixture = spatial.repeat_interleave(
                 self.split[1] * self.split[2], dim=1)
             alpha = alpha * per_mixture.reshape(-1, 1)
-        return alpha, channel, filter_
+        return AttentionOutput(alpha, channel, filter_)
+
+
+#: ``attention_type`` of :class:`~mmkw.cnn.WarehouseManager` -> attention
+#: class (built with its ``for_layer``); a new type needs only an entry.
+ATTENTION_TYPES: Dict[str, Type[KWAttention]] = {
+    'kw': KWAttention,
+    'kw_star': KWStarAttention,
+}

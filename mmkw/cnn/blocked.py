@@ -27,15 +27,14 @@ import contextlib
 import functools
 import math
 import threading
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-__all__ = ['kw_conv_blocked', 'choose_engine', 'block_rows']
+from .geometry import ConvGeometry, conv_function
 
-_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+__all__ = ['kw_conv_blocked', 'choose_engine', 'block_rows']
 
 #: Bytes of per-sample kernels assembled at once (one block of cell rows);
 #: measured best between 32 and 64 MB for ResNet18/50 at batch 8 on CPU.
@@ -79,10 +78,6 @@ def _scratch(name: str, shape, like: torch.Tensor) -> torch.Tensor:
     return flat[:numel].view(shape)
 
 
-def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
-
-
 def choose_engine(weight_shape: Sequence[int], padding, groups: int) -> str:
     """``'gemm'`` for 1x1 kernels without padding or groups, else
     ``'conv'`` (see the module doc)."""
@@ -103,28 +98,29 @@ def block_rows(batch: int, weight_shape: Sequence[int], split, c_o: int,
 
 
 class _Geometry:
-    """Shapes and conv arguments of one call, shared by forward/backward
-    (pure ints, cached per layer and input shape by :func:`_geometry`)."""
+    """Shapes of one call, shared by forward/backward: the layer's
+    :class:`~mmkw.cnn.ConvGeometry` with the input and warehouse shapes
+    (pure ints, cached per layer geometry and input shape by
+    :func:`_geometry`)."""
 
-    def __init__(self, x_shape, dtype, warehouse_shape, split, weight_shape,
-                 stride, padding, dilation, groups, engine, block_bytes):
+    def __init__(self, x_shape, dtype, warehouse_shape, conv: ConvGeometry,
+                 engine, block_bytes):
         self.dtype = dtype  # the products run in it (autocast's, if on)
         self.batch = x_shape[0]
         self.in_spatial = tuple(x_shape[2:])
-        self.split = split
-        self.weight_shape = tuple(weight_shape)
-        self.kernel = self.weight_shape[2:]
-        self.stride, self.padding = tuple(stride), tuple(padding)
-        self.dilation, self.groups = tuple(dilation), groups
-        self.engine = engine or choose_engine(weight_shape, padding, groups)
+        self.split = conv.split
+        self.weight_shape = conv.weight_shape
+        self.kernel = conv.kernel_size
+        self.stride, self.padding = conv.stride, conv.padding
+        self.dilation, self.groups = conv.dilation, conv.groups
+        self.conv = conv_function(conv.dims)
+        self.engine = engine or choose_engine(conv.weight_shape,
+                                              conv.padding, conv.groups)
         self.num_cells, self.c_o, self.c_i = warehouse_shape[:3]
-        self.out_spatial = tuple([
-            _out_size(*a) for a in zip(self.in_spatial, self.kernel,
-                                       self.stride, self.padding,
-                                       self.dilation)
-        ])
-        self.rows = block_rows(self.batch, weight_shape, split, self.c_o,
-                               groups, dtype.itemsize, block_bytes)
+        self.out_spatial = tuple(conv.output_size(self.in_spatial))
+        self.rows = block_rows(self.batch, conv.weight_shape, conv.split,
+                               self.c_o, conv.groups, dtype.itemsize,
+                               block_bytes)
         # Per-sample kernels at most 1 / KEEP_KERNELS_RATIO of the input are
         # kept for backward (mixing them again costs more than they weigh).
         kernels = self.batch * math.prod(self.weight_shape)
@@ -217,9 +213,8 @@ class _Geometry:
                 kernels)
             return torch.bmm(kernels, x_or_cols, out=out)
         folded = kernels.reshape(-1, *self.weight_shape[1:])
-        out = _CONV[len(self.kernel)](x_or_cols, folded, None, self.stride,
-                                      self.padding, self.dilation,
-                                      self.groups * self.batch)
+        out = self.conv(x_or_cols, folded, None, self.stride, self.padding,
+                        self.dilation, self.groups * self.batch)
         return out.reshape(self.batch, kernels.shape[1], -1)
 
 
@@ -228,8 +223,9 @@ def _cached_geometry(*args) -> _Geometry:
     return _Geometry(*args)
 
 
-def _geometry(x_shape, dtype, warehouse_shape, *args) -> _Geometry:
-    args = (tuple(x_shape), dtype, tuple(warehouse_shape), *args,
+def _geometry(x_shape, dtype, warehouse_shape, conv: ConvGeometry,
+              engine) -> _Geometry:
+    args = (tuple(x_shape), dtype, tuple(warehouse_shape), conv, engine,
             BLOCK_BYTES)
     if torch.compiler.is_compiling():
         return _Geometry(*args)
@@ -438,38 +434,30 @@ def _conv_backward(geo: _Geometry, grad_block, source, kernels, need_x,
 def kw_conv_blocked(x: torch.Tensor,
                     attention: torch.Tensor,
                     warehouse: torch.Tensor,
-                    split: Tuple[int, int, int],
-                    weight_shape: Sequence[int],
-                    stride,
-                    padding,
-                    dilation,
-                    groups: int,
+                    geometry: ConvGeometry,
                     bias: Optional[torch.Tensor] = None,
                     out_scale: Optional[torch.Tensor] = None,
                     engine: Optional[str] = None) -> torch.Tensor:
     """The KW convolution with row-blocked assembly and recomputing backward.
 
-    Same arguments and result as :func:`~mmkw.cnn.kw_conv_reference`, plus:
+    Same arguments and result as :func:`~mmkw.cnn.kw_conv`, plus:
 
     Args:
-        out_scale (Tensor, optional): ``[C_out]`` factors of the output
-            channels, before ``bias`` (a folded BatchNorm). Defaults to
-            None.
         engine (str, optional): ``'gemm'`` (1x1 kernels without padding or
             groups) or ``'conv'``; ``None`` picks (:func:`choose_engine`).
     """
     if engine is not None and engine not in ('gemm', 'conv'):
         raise ValueError(f"engine must be 'gemm', 'conv' or None, got "
                          f'{engine!r}')
-    if engine == 'gemm' and choose_engine(weight_shape, padding,
-                                          groups) != 'gemm':
+    if engine == 'gemm' and choose_engine(
+            geometry.weight_shape, geometry.padding,
+            geometry.groups) != 'gemm':
         raise ValueError(
             f"the 'gemm' engine needs a 1x1 kernel without padding and "
-            f'groups=1, got kernel {tuple(weight_shape[2:])}, padding '
-            f'{tuple(padding)}, groups {groups}')
-    geo = _geometry(x.shape, _compute_dtype(x), warehouse.shape,
-                    tuple(split), tuple(weight_shape), tuple(stride),
-                    tuple(padding), tuple(dilation), groups, engine)
+            f'groups=1, got kernel {geometry.kernel_size}, padding '
+            f'{geometry.padding}, groups {geometry.groups}')
+    geo = _geometry(x.shape, _compute_dtype(x), warehouse.shape, geometry,
+                    engine)
     if torch.is_grad_enabled() and (
             x.requires_grad or attention.requires_grad
             or warehouse.requires_grad or

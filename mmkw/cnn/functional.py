@@ -10,15 +10,16 @@ batch-sized attribute, so an exported model keeps a dynamic batch axis.
 """
 import contextlib
 import contextvars
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, Optional
 
 import torch
 import torch.nn.functional as F
 
-from .blocked import _CONV, kw_conv_blocked
+from .blocked import kw_conv_blocked
+from .geometry import ConvGeometry, conv_function
 
 __all__ = [
-    'conv_output_size', 'assemble_kernels', 'kw_conv_reference', 'kw_conv_unfold', 'kw_conv',
+    'assemble_kernels', 'kw_conv_reference', 'kw_conv_unfold', 'kw_conv',
     'kw_conv_implementation', 'IMPLEMENTATIONS'
 ]
 
@@ -55,48 +56,37 @@ def kw_conv_implementation(name: str) -> Iterator[None]:
         _implementation.reset(token)
 
 
-def conv_output_size(size: Sequence[int], kernel_size: Sequence[int],
-                     stride: Sequence[int], padding: Sequence[int],
-                     dilation: Sequence[int]) -> List[int]:
-    """The spatial output size of a convolution, as ``nn.ConvNd``'s."""
-    return [(size[i] + 2 * padding[i] - dilation[i] *
-             (kernel_size[i] - 1) - 1) // stride[i] + 1
-            for i in range(len(kernel_size))]
-
-
 def _empty_batch(x: torch.Tensor, attention: torch.Tensor,
-                 warehouse: torch.Tensor, weight_shape: Sequence[int],
-                 stride, padding, dilation, bias: Optional[torch.Tensor],
+                 warehouse: torch.Tensor, geometry: ConvGeometry,
+                 bias: Optional[torch.Tensor],
                  out_scale: Optional[torch.Tensor]) -> torch.Tensor:
     """The output of a batch of no samples, ``[0, C_out, *spatial_out]``,
     as a plain convolution gives it: backward reaches every input (zero
     gradients for the warehouse, bias and scale)."""
-    spatial = conv_output_size(x.shape[2:], weight_shape[2:], stride,
-                               padding, dilation)
     zero = x.sum() + attention.sum() + warehouse.sum()
     for extra in (bias, out_scale):
         if extra is not None:
             zero = zero + extra.sum()
-    return x.new_zeros((0, weight_shape[0], *spatial)) + zero * 0
+    return x.new_zeros((0, geometry.out_channels,
+                        *geometry.output_size(x.shape[2:]))) + zero * 0
 
 
 def assemble_kernels(attention: torch.Tensor, warehouse: torch.Tensor,
-                     split: Tuple[int, int, int],
-                     weight_shape: Sequence[int]) -> torch.Tensor:
+                     geometry: ConvGeometry) -> torch.Tensor:
     """Mix warehouse cells into one kernel per sample.
 
     Args:
         attention (Tensor): ``[B * m, n]`` mixture weights.
         warehouse (Tensor): ``[n, c_o, c_i, 1, ...]`` cells.
-        split (tuple[int, int, int]): ``(G_s, G_o, G_i)`` of the layer.
-        weight_shape (Sequence[int]): Static kernel shape
-            ``[C_out, C_in / groups, *k]``.
+        geometry (ConvGeometry): The layer's geometry (its ``split`` and
+            ``weight_shape``).
 
     Returns:
         Tensor: ``[B * C_out, C_in / groups, *k]``, the kernels of the
         batch stacked along the output channels.
     """
-    g_s, g_o, g_i = split
+    g_s, g_o, g_i = geometry.split
+    weight_shape = geometry.weight_shape
     n, c_o, c_i = warehouse.shape[:3]
     mixed = torch.mm(attention, warehouse.reshape(n, -1))
     batch = mixed.shape[0] // (g_s * g_o * g_i)
@@ -106,40 +96,44 @@ def assemble_kernels(attention: torch.Tensor, warehouse: torch.Tensor,
     return mixed.reshape(batch * weight_shape[0], *weight_shape[1:])
 
 
-def kw_conv_reference(x: torch.Tensor, attention: torch.Tensor,
-                      warehouse: torch.Tensor, split: Tuple[int, int, int],
-                      weight_shape: Sequence[int], stride, padding, dilation,
-                      groups: int,
-                      bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+def _scale_and_bias(out: torch.Tensor, bias: Optional[torch.Tensor],
+                    out_scale: Optional[torch.Tensor]) -> torch.Tensor:
+    """``out * out_scale + bias`` over the output channels."""
+    view = (1, -1, *([1] * (out.dim() - 2)))
+    if out_scale is not None:
+        out = out * out_scale.reshape(view)
+    return out if bias is None else out + bias.reshape(view)
+
+
+def kw_conv_reference(x: torch.Tensor,
+                      attention: torch.Tensor,
+                      warehouse: torch.Tensor,
+                      geometry: ConvGeometry,
+                      bias: Optional[torch.Tensor] = None,
+                      out_scale: Optional[torch.Tensor] = None
+                      ) -> torch.Tensor:
     """Per-sample convolution as the official code runs it: the batch is
     folded into the channels and one grouped convolution with
-    ``groups * B`` groups applies every sample's own kernel."""
+    ``groups * B`` groups applies every sample's own kernel. Arguments as
+    :func:`kw_conv`."""
     batch = x.shape[0]
-    dims = len(weight_shape) - 2
-    kernels = assemble_kernels(attention, warehouse, split, weight_shape)
-    out = _CONV[dims](
+    kernels = assemble_kernels(attention, warehouse, geometry)
+    out = conv_function(geometry.dims)(
         x.reshape(1, -1, *x.shape[2:]),
         kernels,
         None,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups * batch)
-    out = out.reshape(batch, weight_shape[0], *out.shape[2:])
-    if bias is not None:
-        out = out + bias.reshape(1, -1, *([1] * dims))
-    return out
+        stride=geometry.stride,
+        padding=geometry.padding,
+        dilation=geometry.dilation,
+        groups=geometry.groups * batch)
+    out = out.reshape(batch, geometry.out_channels, *out.shape[2:])
+    return _scale_and_bias(out, bias, out_scale)
 
 
 def kw_conv_unfold(x: torch.Tensor,
                    attention: torch.Tensor,
                    warehouse: torch.Tensor,
-                   split: Tuple[int, int, int],
-                   weight_shape: Sequence[int],
-                   stride,
-                   padding,
-                   dilation,
-                   groups: int,
+                   geometry: ConvGeometry,
                    bias: Optional[torch.Tensor] = None,
                    out_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Per-sample convolution as ``unfold`` and a batched matmul.
@@ -151,16 +145,15 @@ def kw_conv_unfold(x: torch.Tensor,
     which is why eager code uses the blocked path. Arguments as
     :func:`kw_conv`.
     """
-    dims = len(weight_shape) - 2
-    c_out, kernel_size = weight_shape[0], tuple(weight_shape[2:])
-    stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
-    if dims == 1:  # a 1-D conv is a 2-D conv over a height of one
+    spatial_out = geometry.output_size(x.shape[2:])
+    kernel_size, stride = geometry.kernel_size, geometry.stride
+    padding, dilation = geometry.padding, geometry.dilation
+    if geometry.dims == 1:  # a 1-D conv is a 2-D conv over a height of one
         x = x.unsqueeze(2)
         kernel_size, stride = (1, ) + kernel_size, (1, ) + stride
         padding, dilation = (0, ) + padding, (1, ) + dilation
-    spatial_out = conv_output_size(x.shape[2:], kernel_size, stride,
-                                   padding, dilation)
-    kernels = assemble_kernels(attention, warehouse, split, weight_shape)
+    groups, c_out = geometry.groups, geometry.out_channels
+    kernels = assemble_kernels(attention, warehouse, geometry)
     # [B, G, C_out / G, C_in / G * k*k] @ [B, G, C_in / G * k*k, L]
     kernels = kernels.reshape(-1, groups, c_out // groups,
                               kernels[0].numel())
@@ -168,35 +161,27 @@ def kw_conv_unfold(x: torch.Tensor,
     cols = cols.reshape(x.shape[0], groups, kernels.shape[-1], -1)
     out = torch.matmul(kernels, cols).reshape(x.shape[0], c_out,
                                               *spatial_out)
-    if dims == 1:
-        out = out.squeeze(2)
-    view = (1, -1, *([1] * dims))
-    if out_scale is not None:
-        out = out * out_scale.reshape(view)
-    return out if bias is None else out + bias.reshape(view)
+    return _scale_and_bias(out, bias, out_scale)
 
 
 def kw_conv(x: torch.Tensor,
             attention: torch.Tensor,
             warehouse: torch.Tensor,
-            split: Tuple[int, int, int],
-            weight_shape: Sequence[int],
-            stride,
-            padding,
-            dilation,
-            groups: int,
+            geometry: ConvGeometry,
             bias: Optional[torch.Tensor] = None,
             out_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Assemble each sample's kernel and convolve: the seam for fast paths.
+
+    Every formulation (:func:`~mmkw.cnn.kw_conv_blocked`,
+    :func:`kw_conv_reference`, :func:`kw_conv_unfold`) takes these
+    arguments.
 
     Args:
         x (Tensor): ``[B, C_in, *spatial]`` input.
         attention (Tensor): ``[B * m, n]`` mixture weights.
         warehouse (Tensor): ``[n, c_o, c_i, 1, ...]`` cells.
-        split (tuple[int, int, int]): ``(G_s, G_o, G_i)`` of the layer.
-        weight_shape (Sequence[int]): ``[C_out, C_in / groups, *k]``.
-        stride, padding, dilation: As for ``torch.nn.functional.conv2d``.
-        groups (int): Convolution groups of the layer.
+        geometry (ConvGeometry): The layer's kernel shape, stride, padding,
+            dilation, groups and split.
         bias (Tensor, optional): Static ``[C_out]`` bias.
         out_scale (Tensor, optional): ``[C_out]`` factors of the output
             channels (equivalently of the kernel rows), applied before
@@ -213,26 +198,16 @@ def kw_conv(x: torch.Tensor,
     """
     tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
     if not tracing and x.shape[0] == 0:
-        return _empty_batch(x, attention, warehouse, weight_shape, stride,
-                            padding, dilation, bias, out_scale)
+        return _empty_batch(x, attention, warehouse, geometry, bias,
+                            out_scale)
     # A compiled graph fixes its formulation when it is traced (Dynamo
     # cannot read a context variable): the fast path.
     implementation = 'blocked' if torch.compiler.is_compiling() else \
         _implementation.get()
     if implementation == 'unfold' or torch.onnx.is_in_onnx_export():
-        return kw_conv_unfold(x, attention, warehouse, split, weight_shape,
-                              stride, padding, dilation, groups, bias,
-                              out_scale)
-    if implementation == 'blocked' and not torch.jit.is_tracing():
-        return kw_conv_blocked(x, attention, warehouse, split, weight_shape,
-                               stride, padding, dilation, groups, bias,
-                               out_scale)
-    if out_scale is None:
-        return kw_conv_reference(x, attention, warehouse, split,
-                                 weight_shape, stride, padding, dilation,
-                                 groups, bias)
-    view = (1, -1, *([1] * (len(weight_shape) - 2)))
-    out = kw_conv_reference(x, attention, warehouse, split, weight_shape,
-                            stride, padding, dilation, groups)
-    out = out * out_scale.reshape(view)
-    return out if bias is None else out + bias.reshape(view)
+        formulation = kw_conv_unfold
+    elif implementation == 'blocked' and not torch.jit.is_tracing():
+        formulation = kw_conv_blocked
+    else:
+        formulation = kw_conv_reference
+    return formulation(x, attention, warehouse, geometry, bias, out_scale)

@@ -7,6 +7,7 @@ import torch.nn as nn
 
 from .attention import KWAttention
 from .functional import kw_conv
+from .geometry import ConvGeometry
 from .plan import LayerPlan, LayerSpec
 
 # torch.fx records each KW convolution as one ``kw_conv`` call instead of
@@ -124,7 +125,8 @@ class KWConvNd(nn.Module):
         else:
             self.register_parameter('bias', None)
         self.attention: Optional[KWAttention] = None
-        self.split: Optional[Tuple[int, int, int]] = None
+        #: The conv geometry (:class:`~mmkw.cnn.ConvGeometry`), set by bind.
+        self.geometry: Optional[ConvGeometry] = None
         # The manager is held outside the module tree so its warehouses are
         # registered (and saved) once, not once per layer. A tuple keeps
         # ``copy.deepcopy`` of a whole model pointing at the copied manager.
@@ -143,13 +145,11 @@ class KWConvNd(nn.Module):
     def bind(self, manager: nn.Module, plan: LayerPlan,
              attention: KWAttention) -> None:
         """Attach the layer to its warehouse (called by the manager)."""
-        self.split = plan.split
+        self.geometry = ConvGeometry(self.weight_shape, self.stride,
+                                     self.padding, self.dilation, self.groups,
+                                     plan.split)
         self.attention = attention
         self._manager = (manager, )
-
-    @property
-    def is_bound(self) -> bool:
-        return bool(self._manager)
 
     def warehouse_weight(self) -> torch.Tensor:
         """The shared warehouse tensor ``[n, c_o, c_i, 1, ...]``."""
@@ -178,19 +178,16 @@ class KWConvNd(nn.Module):
         warehouse = self.warehouse_weight()
         bias = self.bias if out_bias is None else out_bias
         attention = self.attention(x)
-        if not isinstance(attention, tuple):
-            return kw_conv(x, attention, warehouse, self.split,
-                           self.weight_shape, self.stride, self.padding,
-                           self.dilation, self.groups, bias, out_scale)
-        # KW* (KWStarAttention): input- and output-channel attentions
-        # around the same KW convolution; the bias comes after them.
-        alpha, channel, filter_ = attention
         spatial = (None, ) * self.dims
-        out = kw_conv(x * channel[(..., ) + spatial], alpha, warehouse,
-                      self.split, self.weight_shape, self.stride,
-                      self.padding, self.dilation, self.groups, None,
+        if attention.in_scale is not None:  # KW*: input channels
+            x = x * attention.in_scale[(..., ) + spatial]
+        if attention.out_scale is None:
+            return kw_conv(x, attention.alpha, warehouse, self.geometry, bias,
+                           out_scale)
+        # KW*: output channels, before the bias.
+        out = kw_conv(x, attention.alpha, warehouse, self.geometry, None,
                       out_scale)
-        out = out * filter_[(..., ) + spatial]
+        out = out * attention.out_scale[(..., ) + spatial]
         if bias is None:
             return out
         return out + bias.reshape((1, -1) + (1, ) * self.dims)

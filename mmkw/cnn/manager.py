@@ -5,7 +5,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from .attention import ATTENTION_TYPES, KWAttention, KWStarAttention
+from .attention import ATTENTION_TYPES
 from .layers import (CHECKPOINT_HINT, KWConvNd, checkpoint_keys,
                      checkpoint_name)
 from .plan import LayerPlan, NetworkPlan, WarehouseSpec, build_plan
@@ -96,7 +96,8 @@ class WarehouseManager(nn.Module):
         super().__init__()
         if attention_type not in ATTENTION_TYPES:
             raise ValueError(f'attention_type must be one of '
-                             f'{ATTENTION_TYPES}, got {attention_type!r}')
+                             f'{list(ATTENTION_TYPES)}, got '
+                             f'{attention_type!r}')
         self.attention_type = attention_type
         WarehouseSpec('default', budget, cell_ratio)  # validates
         if not 0 < reduction <= 1:
@@ -190,17 +191,13 @@ class WarehouseManager(nn.Module):
             if self.nonlocal_basis_ratio < 1:
                 nonlocal_basis = (int(wh.spec.budget * lp.num_mixtures),
                                   lp.start, self.nonlocal_basis_ratio)
-            options = dict(
+            attention = ATTENTION_TYPES[self.attention_type].for_layer(
+                layer,
+                lp,
+                wh.num_cells,
                 reduction=self.reduction,
                 norm_layer=self.norm_layer,
                 nonlocal_basis=nonlocal_basis)
-            if self.attention_type == 'kw_star':
-                options.update(out_channels=layer.out_channels,
-                               split=lp.split)
-            attention_cls = KWStarAttention \
-                if self.attention_type == 'kw_star' else KWAttention
-            attention = attention_cls(layer.in_channels, lp.num_mixtures,
-                                      wh.num_cells, lp.beta, **options)
             attention.temperature.fill_(1.0 if attention_init else 0.0)
             layer.bind(self, lp, attention)
         self.plan = plan

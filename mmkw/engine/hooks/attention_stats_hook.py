@@ -96,9 +96,8 @@ class KWAttentionStatsHook(Hook):
 
     def _recorder(self, warehouse: str, start: int, num_cells: int):
 
-        def record(module, args, alpha):
-            if isinstance(alpha, tuple):  # KW*: (alpha, channel, filter)
-                alpha = alpha[0]
+        def record(module, args, output):
+            alpha = output.alpha  # an AttentionOutput
             a = alpha.detach().abs().float()
             own = a[:, start:start + num_cells]
             sums = self._sums.setdefault(warehouse, torch.zeros(4))
