@@ -84,6 +84,9 @@ def test_attention_norm_follows_the_config(cfg):
     gn = dict(type='GN', num_groups=1)
     assert norms(MODELS.build(dict(cfg, attention_norm_cfg=gn))) == \
         {nn.GroupNorm}
+    if cfg['type'] != 'KWConvNeXt':  # a GN backbone: GN attentions
+        assert norms(MODELS.build(dict(
+            cfg, norm_cfg=dict(type='GN', num_groups=4)))) == {nn.GroupNorm}
     if cfg['type'] != 'KWConvNeXt':  # ConvNeXt has no norm_cfg of BNs
         sync = MODELS.build(dict(cfg, norm_cfg=dict(type='SyncBN')))
         assert norms(sync) == {type(build_norm_layer(

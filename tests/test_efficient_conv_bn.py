@@ -118,3 +118,19 @@ def test_runner_calls_the_kw_aware_pass():
     from mmengine.runner import runner
     assert runner.turn_on_efficient_conv_bn_eval is \
         turn_on_efficient_conv_bn_eval
+
+
+def test_mmengine_public_function_folds_kw_models():
+    """MMEngine's public function, called directly on a KW model, folds it
+    (MMEngine's own raised a bare KeyError there)."""
+    from mmengine.model.efficient_conv_bn_eval import \
+        turn_on_efficient_conv_bn_eval as public
+    torch.manual_seed(0)
+    backbone = BACKBONES['resnet18 1/2x']()
+    randomise_norms(backbone)
+    backbone.train()
+    folded = copy.deepcopy(backbone)
+    public(Detector(folded), ['backbone'])
+    x = torch.randn(2, 3, 32, 32)
+    for a, b in zip(backbone(x), folded(x)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

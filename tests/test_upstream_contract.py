@@ -379,13 +379,20 @@ def test_group_norm(name, kwargs, size, expected):
         isinstance(m, nn.GroupNorm) for m in backbone_norms)
     model.init_weights()
     assert _shapes(model.train(), size) == expected
-    # With GN attentions too, upstream's own check (every norm of the model
-    # is a GroupNorm) holds.
-    model = BUILD[name](norm_cfg=_GN,
-                        attention_norm_cfg=dict(type='GN', num_groups=1),
-                        **kwargs)
+    # The attentions follow by default: a GN backbone has no BatchNorm
+    # anywhere (upstream's own check: every norm is a GroupNorm), and its
+    # output does not depend on the other samples of the batch.
     assert all(isinstance(m, nn.GroupNorm) for m in model.modules()
                if isinstance(m, (nn.GroupNorm, _BatchNorm)))
+    x = torch.randn(3, 3, size, size)
+    with torch.no_grad():
+        together = model.train()(x)[-1]
+        alone = model(x[:1])[-1]
+    torch.testing.assert_close(together[:1], alone, rtol=1e-4, atol=1e-4)
+    # An explicit attention_norm_cfg still wins.
+    model = BUILD[name](norm_cfg=_GN,
+                        attention_norm_cfg=dict(type='BN1d'), **kwargs)
+    assert any(isinstance(m, _BatchNorm) for m in model.modules())
 
 
 @pytest.mark.parametrize('name, default_act', [('KWMobileNetV2', nn.ReLU6),

@@ -16,7 +16,9 @@ into their attention, and raises ``KeyError`` on any BatchNorm whose input
 is not a module call (as after a traced KW layer). Its Runner calls the
 module-level ``turn_on_efficient_conv_bn_eval`` of ``mmengine.runner.runner``
 when a config sets ``efficient_conv_bn_eval``, with no registry or hook to
-extend, so ``import mmkw`` replaces that one name with
+extend, so ``import mmkw`` replaces that name (and the public
+``mmengine.model.efficient_conv_bn_eval.turn_on_efficient_conv_bn_eval``
+users call directly) with
 :func:`turn_on_efficient_conv_bn_eval` here, which folds plain pairs exactly
 as MMEngine does (its own function) and KW pairs as described above.
 """
@@ -27,6 +29,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 from mmengine.logging import print_log
+from mmengine.model import efficient_conv_bn_eval as mmengine_conv_bn
 from mmengine.model.efficient_conv_bn_eval import \
     efficient_conv_bn_eval_control
 from mmengine.runner import runner as mmengine_runner
@@ -127,6 +130,6 @@ def turn_on_efficient_conv_bn_eval(model: nn.Module,
             logger='current')
 
 
-# See the module docstring for why this one name of MMEngine's is replaced.
-mmengine_runner.turn_on_efficient_conv_bn_eval = \
-    turn_on_efficient_conv_bn_eval
+# See the module docstring for why these names of MMEngine's are replaced.
+for _module in (mmengine_runner, mmengine_conv_bn):
+    _module.turn_on_efficient_conv_bn_eval = turn_on_efficient_conv_bn_eval
