@@ -9,7 +9,6 @@ import os
 import os.path as osp
 import shutil
 import sys
-
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
@@ -22,8 +21,9 @@ MIM_FILES = ('configs', 'tools', 'model-index.yml')
 
 
 def readme() -> str:
-    with open(osp.join(osp.dirname(__file__), 'README.md'),
-              encoding='utf-8') as f:
+    with open(
+            osp.join(osp.dirname(__file__), 'README.md'),
+            encoding='utf-8') as f:
         return f.read()
 
 

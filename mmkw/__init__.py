@@ -28,7 +28,6 @@ if importlib.util.find_spec('mmengine') is not None:
     # The OpenMMLab integration: registries, models, hooks, compat fixes,
     # ``mmkw::`` config paths and the model index.
     import mmkw_config_hook  # noqa: E402
-
     from . import engine, models  # noqa: F401,E402
     from .apis import register_model_index  # noqa: E402
 

@@ -1,6 +1,5 @@
 """Fixtures shared by the tests (plain helpers are in ``helpers.py``)."""
 import pytest
-
 from helpers import REPO_ROOT, load_script, num_threads
 
 

@@ -13,10 +13,10 @@ from typing import Iterator
 import torch
 
 __all__ = [
-    'REPO_ROOT', 'CONFIG_DIR', 'GOLDEN_DIR', 'golden_names',
-    'load_golden', 'load_golden_plan', 'golden_plan_names',
-    'fill_state_dict', 'golden_config_name', 'assert_plan_matches_golden',
-    'load_script', 'num_threads'
+    'REPO_ROOT', 'CONFIG_DIR', 'GOLDEN_DIR', 'golden_names', 'load_golden',
+    'load_golden_plan', 'golden_plan_names', 'fill_state_dict',
+    'golden_config_name', 'assert_plan_matches_golden', 'load_script',
+    'num_threads'
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -45,8 +45,9 @@ def load_golden(name: str) -> dict:
 
 def golden_plan_names(prefix: str = ''):
     """Names of the golden plans starting with ``prefix``, sorted."""
-    return sorted(p.stem for p in (GOLDEN_DIR / 'plans').glob('*.json')
-                  if p.stem.startswith(prefix))
+    return sorted(
+        p.stem for p in (GOLDEN_DIR / 'plans').glob('*.json')
+        if p.stem.startswith(prefix))
 
 
 def load_golden_plan(name: str) -> dict:
@@ -112,13 +113,11 @@ def assert_plan_matches_golden(plan, golden: dict) -> None:
         golden (dict): A golden plan from :func:`load_golden_plan`.
     """
     assert [(wh.index, list(wh.cell_shape), wh.num_cells, wh.num_mixtures)
-            for wh in plan.warehouses] == [
-                (ref['index'], ref['cell_shape'], ref['n'], ref['m_total'])
-                for ref in golden['warehouses']
-            ]
-    assert [lp.name for lp in plan.layers] == [
-        ref['path'] for ref in golden['kw_layers']
-    ]
+            for wh in plan.warehouses] == [(ref['index'], ref['cell_shape'],
+                                            ref['n'], ref['m_total'])
+                                           for ref in golden['warehouses']]
+    assert [lp.name for lp in plan.layers
+            ] == [ref['path'] for ref in golden['kw_layers']]
     for lp, ref in zip(plan.layers, golden['kw_layers']):
         split = ref['split']
         assert lp.split == (split['spatial'], split['out'], split['inp']), \

@@ -20,8 +20,7 @@ from mmkw.registry import register_hook
 
 __all__ = [
     'make_image_folder', 'tiny_classifier_cfg', 'train_on_image_folder',
-    'RecordKWHook',
-    'DDPProbeHook', 'tiny_runner'
+    'RecordKWHook', 'DDPProbeHook', 'tiny_runner'
 ]
 
 NUM_CLASSES = 4
@@ -102,10 +101,11 @@ def tiny_classifier_cfg(work_dir: str,
             sampler=dict(type='DefaultSampler', shuffle=True),
             dataset=dataset),
         optim_wrapper=dict(
-            optimizer=dict(type='SGD', lr=0.05, momentum=0.9,
-                           weight_decay=1e-4)),
-        param_scheduler=[dict(type='LinearLR', start_factor=0.5, end=4,
-                              by_epoch=False)],
+            optimizer=dict(
+                type='SGD', lr=0.05, momentum=0.9, weight_decay=1e-4)),
+        param_scheduler=[
+            dict(type='LinearLR', start_factor=0.5, end=4, by_epoch=False)
+        ],
         default_hooks=dict(
             checkpoint=dict(type='CheckpointHook', interval=1),
             logger=dict(type='LoggerHook', interval=1)),
@@ -113,11 +113,11 @@ def tiny_classifier_cfg(work_dir: str,
         log_level='WARNING',
         custom_hooks=[dict(type='RecordKWHook')])
     if by_epoch:
-        cfg['train_cfg'] = dict(by_epoch=True, max_epochs=max_epochs,
-                                val_interval=1)
+        cfg['train_cfg'] = dict(
+            by_epoch=True, max_epochs=max_epochs, val_interval=1)
     else:
-        cfg['train_cfg'] = dict(by_epoch=False, max_iters=max_iters,
-                                val_interval=4)
+        cfg['train_cfg'] = dict(
+            by_epoch=False, max_iters=max_iters, val_interval=4)
         cfg['default_hooks']['checkpoint'] = dict(
             type='CheckpointHook', interval=4, by_epoch=False)
     if temperature_epochs is not None:
@@ -172,7 +172,10 @@ class RecordKWHook(Hook):
     def before_train_iter(self, runner, batch_idx, data_batch=None):
         self.train_log.append(dict(iter=runner.iter, **self._temps(runner)))
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None):
         self.train_log[-1].update(
             loss=outputs['loss'].item(),
@@ -203,37 +206,48 @@ class DDPProbeHook(Hook):
     def _warehouses(self, runner) -> torch.Tensor:
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
-        weights = [p.detach().flatten() for name, p in
-                   model.named_parameters() if 'warehouse_manager' in name]
+        weights = [
+            p.detach().flatten() for name, p in model.named_parameters()
+            if 'warehouse_manager' in name
+        ]
         return torch.cat(weights)
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None):
         weights = self._warehouses(runner)
         stats = torch.tensor([
             outputs['loss'].item(),
-            mmkw.get_temperature(runner.model.module if hasattr(
-                runner.model, 'module') else runner.model)
-        ], dtype=torch.float64)
+            mmkw.get_temperature(
+                runner.model.module if hasattr(runner.model, 'module'
+                                               ) else runner.model)
+        ],
+                             dtype=torch.float64)
         all_weights = all_gather(weights)
         all_stats = all_gather(stats)
         self.records.append(
-            dict(iter=runner.iter,
-                 replica_diff=max((w - all_weights[0]).abs().max().item()
-                                  for w in all_weights),
-                 moved=(weights - self.initial).abs().max().item(),
-                 losses=[s[0].item() for s in all_stats],
-                 temperatures=[s[1].item() for s in all_stats]))
+            dict(
+                iter=runner.iter,
+                replica_diff=max((w - all_weights[0]).abs().max().item()
+                                 for w in all_weights),
+                moved=(weights - self.initial).abs().max().item(),
+                losses=[s[0].item() for s in all_stats],
+                temperatures=[s[1].item() for s in all_stats]))
 
     def after_train(self, runner):
         if is_main_process():
             with open(osp.join(runner.work_dir, 'ddp_probe.json'), 'w') as f:
-                json.dump(dict(world_size=get_world_size(),
-                               records=self.records), f)
+                json.dump(
+                    dict(world_size=get_world_size(), records=self.records), f)
 
 
-def train_on_image_folder(cfg: Config, data_root: str, work_dir: str,
-                          iters: int = 2, transforms=()) -> Runner:
+def train_on_image_folder(cfg: Config,
+                          data_root: str,
+                          work_dir: str,
+                          iters: int = 2,
+                          transforms=()) -> Runner:
     """Shrink an ImageNet classification config to ``iters`` iterations of
     batch 4 on an image folder from :func:`make_image_folder` (no
     validation, no checkpoint, the temperature over those iterations) and
@@ -257,8 +271,10 @@ def train_on_image_folder(cfg: Config, data_root: str, work_dir: str,
         dataset=dict(
             type='CustomDataset',
             data_root=data_root,
-            pipeline=[dict(type='LoadImageFromFile'), *transforms,
-                      dict(type='PackInputs')]))
+            pipeline=[
+                dict(type='LoadImageFromFile'), *transforms,
+                dict(type='PackInputs')
+            ]))
     cfg.model.head.num_classes = NUM_CLASSES
     cfg.train_cfg = dict(by_epoch=False, max_iters=iters)
     cfg.param_scheduler = []  # a 100-300 epoch schedule does not fit

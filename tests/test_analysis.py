@@ -34,18 +34,18 @@ def _kw_inputs(model):
 
 @pytest.mark.parametrize('impl', ['blocked', 'reference'])
 def test_counter_sees_assembly_and_attention(impl):
-    model = MODELS.build(dict(type='KWResNet', depth=18, base_channels=8,
-                              stem_channels=8))
+    model = MODELS.build(
+        dict(type='KWResNet', depth=18, base_channels=8, stem_channels=8))
     with kw_conv_implementation(impl):
         result = count_complexity(model, SHAPE)
     ops = result['by_operator']
     layers = [m for m in model.modules() if isinstance(m, KWConvNd)]
     plan = model.plan
     # Assembly: [m, n] attention times [n, cell] warehouse, per layer.
-    assembly = sum(
-        lp.num_mixtures * plan.warehouses[lp.warehouse_index].num_cells *
-        math.prod(plan.warehouses[lp.warehouse_index].cell_shape)
-        for lp in plan.layers)
+    assembly = sum(lp.num_mixtures *
+                   plan.warehouses[lp.warehouse_index].num_cells *
+                   math.prod(plan.warehouses[lp.warehouse_index].cell_shape)
+                   for lp in plan.layers)
     assert ops['mm'] == assembly
     # Pooling: one FLOP per input element of every KW layer.
     assert ops['mean'] == sum(_kw_inputs(model).values())
@@ -87,8 +87,12 @@ def test_get_flops_tool(load_tool, capsys):
 
 
 def test_get_flops_refuses_a_model_without_kw_layers(load_tool, tmp_path):
-    cfg = Config(dict(default_scope='mmpretrain', model=dict(
-        type='ImageClassifier', backbone=dict(type='ResNet', depth=18))))
+    cfg = Config(
+        dict(
+            default_scope='mmpretrain',
+            model=dict(
+                type='ImageClassifier', backbone=dict(type='ResNet',
+                                                      depth=18))))
     cfg.dump(str(tmp_path / 'plain.py'))
     tool = load_tool('analysis_tools/get_flops')
     with pytest.raises(ValueError, match='has no KW layer'):
@@ -121,8 +125,12 @@ def test_kw_plan_of_a_detector_with_another_budget(load_tool):
 
 def test_kw_plan_errors(load_tool, tmp_path):
     tool = load_tool('analysis_tools/kw_plan')
-    cfg = Config(dict(default_scope='mmpretrain', model=dict(
-        type='ImageClassifier', backbone=dict(type='ResNet', depth=18))))
+    cfg = Config(
+        dict(
+            default_scope='mmpretrain',
+            model=dict(
+                type='ImageClassifier', backbone=dict(type='ResNet',
+                                                      depth=18))))
     cfg.dump(str(tmp_path / 'plain.py'))
     with pytest.raises(ValueError, match='--budget needs a KW backbone'):
         tool.main([str(tmp_path / 'plain.py'), '--budget', '2'])
@@ -141,8 +149,10 @@ def test_vis_attention_tool(tmp_path, load_tool, capsys):
     mmkw.set_temperature(model, 1.0)
     torch.save({'state_dict': model.state_dict()}, tmp_path / 'ckpt.pth')
     maps, stats = load_tool('analysis_tools/vis_attention').main([
-        str(tmp_path / 'cfg.py'), str(tmp_path / 'ckpt.pth'), '--split',
-        'train', '--num-images', '4', '--out-dir', str(tmp_path / 'out')
+        str(tmp_path / 'cfg.py'),
+        str(tmp_path / 'ckpt.pth'), '--split', 'train', '--num-images', '4',
+        '--out-dir',
+        str(tmp_path / 'out')
     ])
     assert sorted(maps) == [f'backbone.stage{i}' for i in range(4)]
     assert len(stats) == 19
@@ -159,15 +169,17 @@ def test_vis_attention_tool(tmp_path, load_tool, capsys):
     assert 'Averaging the attention over 4 images' in printed.err
     assert '] 4/4,' in printed.err and '4/4' not in printed.out
     with pytest.raises(ValueError, match='has no test_dataloader'):
-        load_tool('analysis_tools/vis_attention').main(
-            [str(tmp_path / 'cfg.py'), str(tmp_path / 'ckpt.pth'),
-             '--split', 'test'])
+        load_tool('analysis_tools/vis_attention').main([
+            str(tmp_path / 'cfg.py'),
+            str(tmp_path / 'ckpt.pth'), '--split', 'test'
+        ])
 
 
 @pytest.mark.parametrize(
-    'config', sorted(str(p.relative_to(CONFIG_DIR))
-                     for p in CONFIG_DIR.glob('**/*.py')
-                     if '_base_' not in p.parts))
+    'config',
+    sorted(
+        str(p.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.glob('**/*.py')
+        if '_base_' not in p.parts))
 def test_kw_plan_on_every_config(config, load_tool):
     report = load_tool('analysis_tools/kw_plan').main(
         [str(CONFIG_DIR / config)])

@@ -13,10 +13,15 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 def test_logs_own_and_foreign_mass_every_interval(tmp_path):
     data = make_image_folder(str(tmp_path / 'images'))
     cfg = tiny_classifier_cfg(
-        str(tmp_path / 'work'), data, by_epoch=False, max_iters=6,
+        str(tmp_path / 'work'),
+        data,
+        by_epoch=False,
+        max_iters=6,
         temperature_epochs=None,
-        custom_hooks=[dict(type='KWAttentionStatsHook', interval=3),
-                      dict(type='KWTemperatureHook', iters=6)])
+        custom_hooks=[
+            dict(type='KWAttentionStatsHook', interval=3),
+            dict(type='KWTemperatureHook', iters=6)
+        ])
     runner = tiny_runner(cfg)
     runner.train()
     hub = runner.message_hub
@@ -41,23 +46,26 @@ def test_logs_own_and_foreign_mass_every_interval(tmp_path):
 def test_measurement_matches_alpha():
     """The logged own/foreign means are those of alpha itself."""
     from mmpretrain.registry import MODELS
-    model = MODELS.build(dict(type='KWResNet', depth=18, base_channels=8,
-                              stem_channels=8))
+    model = MODELS.build(
+        dict(type='KWResNet', depth=18, base_channels=8, stem_channels=8))
     mmkw.set_temperature(model, 0.5)
     hook = KWAttentionStatsHook(interval=1)
     runner = type('Runner', (), {})()
     runner.model, runner.iter = model, 0
-    runner.message_hub = type('Hub', (), {
-        'scalars': {},
-        'update_scalar': lambda self, k, v: self.scalars.__setitem__(k, v)
-    })()
+    runner.message_hub = type(
+        'Hub', (), {
+            'scalars': {},
+            'update_scalar': lambda self, k, v: self.scalars.__setitem__(k, v)
+        })()
     hook.before_run(runner)
     # What the hook should find: alpha of every stage1 layer, by hand.
     stage1 = [(m, lp) for w, m, lp in kw_layer_plans(model) if w == 'stage1']
     seen = []
-    handles = [m.attention.register_forward_hook(
-        lambda mod, a, out, lp=lp: seen.append((out.alpha.abs(), lp)))
-        for m, lp in stage1]
+    handles = [
+        m.attention.register_forward_hook(
+            lambda mod, a, out, lp=lp: seen.append((out.alpha.abs(), lp)))
+        for m, lp in stage1
+    ]
     hook.before_train_iter(runner, 0)
     model.eval()(torch.rand(2, 3, 32, 32))
     hook.after_train_iter(runner, 0)

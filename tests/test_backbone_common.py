@@ -10,8 +10,9 @@ from mmkw.cnn import KWAttention, KWConv2d
 BACKBONES = [
     dict(type='KWResNet', depth=18, base_channels=8, stem_channels=8),
     dict(type='KWMobileNetV2', widen_factor=0.5),
-    dict(type='KWConvNeXt',
-         arch=dict(depths=[1, 1, 2, 1], channels=[16, 32, 64, 128])),
+    dict(
+        type='KWConvNeXt',
+        arch=dict(depths=[1, 1, 2, 1], channels=[16, 32, 64, 128])),
 ]
 
 
@@ -44,14 +45,14 @@ def test_trains_on_a_batch_of_one(cfg):
     instead of failing, and leaves them unchanged."""
     torch.manual_seed(0)
     backbone = MODELS.build(dict(cfg, out_indices=(0, ))).train()
-    attentions = [m for m in backbone.modules()
-                  if isinstance(m, KWAttention)]
+    attentions = [m for m in backbone.modules() if isinstance(m, KWAttention)]
     before = [getattr(a.norm1, 'running_mean', None) for a in attentions]
     before = [None if b is None else b.clone() for b in before]
     out = backbone(torch.rand(1, 3, 64, 64))[0]
     out.square().mean().backward()
-    assert all(torch.isfinite(p.grad).all() for p in backbone.parameters()
-               if p.grad is not None)
+    assert all(
+        torch.isfinite(p.grad).all() for p in backbone.parameters()
+        if p.grad is not None)
     for attention, mean in zip(attentions, before):
         if mean is not None:
             torch.testing.assert_close(attention.norm1.running_mean, mean)
@@ -77,20 +78,25 @@ def test_attention_norm_follows_the_config(cfg):
         nn.BatchNorm1d
 
     def norms(backbone):
-        return {type(m.norm1) for m in backbone.modules()
-                if isinstance(m, KWAttention)}
+        return {
+            type(m.norm1)
+            for m in backbone.modules() if isinstance(m, KWAttention)
+        }
 
     assert norms(MODELS.build(cfg)) == {official}
     gn = dict(type='GN', num_groups=1)
     assert norms(MODELS.build(dict(cfg, attention_norm_cfg=gn))) == \
         {nn.GroupNorm}
     if cfg['type'] != 'KWConvNeXt':  # a GN backbone: GN attentions
-        assert norms(MODELS.build(dict(
-            cfg, norm_cfg=dict(type='GN', num_groups=4)))) == {nn.GroupNorm}
+        assert norms(
+            MODELS.build(dict(cfg,
+                              norm_cfg=dict(type='GN',
+                                            num_groups=4)))) == {nn.GroupNorm}
     if cfg['type'] != 'KWConvNeXt':  # ConvNeXt has no norm_cfg of BNs
         sync = MODELS.build(dict(cfg, norm_cfg=dict(type='SyncBN')))
-        assert norms(sync) == {type(build_norm_layer(
-            dict(type='SyncBN'), 4)[1])}
+        assert norms(sync) == {
+            type(build_norm_layer(dict(type='SyncBN'), 4)[1])
+        }
     with pytest.raises(ValueError, match="attention_norm_cfg must be .*'BN'"):
         MODELS.build(dict(cfg, attention_norm_cfg='BN'))
 

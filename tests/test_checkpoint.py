@@ -44,8 +44,8 @@ def trained(tmp_path_factory):
     cfg = tiny_classifier_cfg(
         str(root / 'work'), data_root, max_epochs=1, with_val=True)
     cfg['val_evaluator'] = dict(type='NumpyAccuracy')
-    cfg['default_hooks']['checkpoint'].update(save_best='accuracy',
-                                              rule='greater')
+    cfg['default_hooks']['checkpoint'].update(
+        save_best='accuracy', rule='greater')
     cfg['custom_hooks'].append(dict(type='EMAHook'))
     with num_threads(1):
         tiny_runner(cfg).train()
@@ -69,8 +69,10 @@ def test_runner_checkpoint_needs_the_allow_list(trained):
     assert 'builtins.getattr' not in unsafe
     assert 'numpy._core.multiarray.scalar' in unsafe
     checkpoint = _load_checkpoint(ckpt, map_location='cpu')
-    assert {'meta', 'state_dict', 'message_hub', 'optimizer',
-            'param_schedulers', 'ema_state_dict'} <= set(checkpoint)
+    assert {
+        'meta', 'state_dict', 'message_hub', 'optimizer', 'param_schedulers',
+        'ema_state_dict'
+    } <= set(checkpoint)
     loss = checkpoint['message_hub']['log_scalars']['train/loss']
     assert isinstance(loss, HistoryBuffer)
     assert loss.mean() == pytest.approx(loss.data[0].mean())
@@ -79,15 +81,19 @@ def test_runner_checkpoint_needs_the_allow_list(trained):
 
 
 def test_allow_list_is_narrow():
-    names = {entry[1] if isinstance(entry, tuple) else
-             f'{entry.__module__}.{entry.__qualname__}'
-             for entry in safe_checkpoint_globals()}
-    assert all(name.startswith(('numpy', 'mmengine.logging'))
-               for name in names), names
+    names = {
+        entry[1] if isinstance(entry, tuple) else
+        f'{entry.__module__}.{entry.__qualname__}'
+        for entry in safe_checkpoint_globals()
+    }
+    assert all(
+        name.startswith(('numpy', 'mmengine.logging'))
+        for name in names), names
     assert not any('getattr' in name for name in names)
     assert all(e is not getattr for e in safe_checkpoint_globals())
-    assert not any(isinstance(e, type) and e.__name__ == 'ObjectDType'
-                   for e in safe_checkpoint_globals())
+    assert not any(
+        isinstance(e, type) and e.__name__ == 'ObjectDType'
+        for e in safe_checkpoint_globals())
 
 
 def test_resume(trained, tmp_path):
@@ -101,8 +107,8 @@ def test_resume(trained, tmp_path):
 
 
 def _state(checkpoint: str) -> dict:
-    return torch.load(checkpoint, map_location='cpu',
-                      weights_only=False)['state_dict']
+    return torch.load(
+        checkpoint, map_location='cpu', weights_only=False)['state_dict']
 
 
 def _assert_state_equal(model, state: dict, prefix: str = ''):
@@ -110,8 +116,8 @@ def _assert_state_equal(model, state: dict, prefix: str = ''):
     keys = [k for k in state if k.startswith(prefix)]
     assert keys
     for key in keys:
-        torch.testing.assert_close(own[key[len(prefix):]], state[key],
-                                   rtol=0, atol=0, msg=key)
+        torch.testing.assert_close(
+            own[key[len(prefix):]], state[key], rtol=0, atol=0, msg=key)
 
 
 def test_load_from_round_trip(trained, tmp_path):
@@ -182,13 +188,21 @@ class _Opaque:
     """Not allow-listed."""
 
 
-@pytest.mark.parametrize('payload,match', [
-    ({'x': _Opaque()}, '_Opaque'),
-    # A method reached through getattr (HistoryBuffer.update is not one of
-    # its statistics).
-    ({'x': HistoryBuffer.update}, 'getattr'),
-    ({'x': np.array(['a'], dtype=object)}, 'GLOBAL numpy.dtypes.ObjectDType'),
-])
+@pytest.mark.parametrize(
+    'payload,match',
+    [
+        ({
+            'x': _Opaque()
+        }, '_Opaque'),
+        # A method reached through getattr (HistoryBuffer.update is not one of
+        # its statistics).
+        ({
+            'x': HistoryBuffer.update
+        }, 'getattr'),
+        ({
+            'x': np.array(['a'], dtype=object)
+        }, 'GLOBAL numpy.dtypes.ObjectDType'),
+    ])
 def test_disallowed_objects_refused(tmp_path, payload, match):
     path = tmp_path / 'unsafe.pth'
     torch.save(payload, path)
@@ -200,14 +214,19 @@ def test_disallowed_objects_refused(tmp_path, payload, match):
 def test_not_a_checkpoint(tmp_path):
     path = tmp_path / 'broken.pth'
     path.write_bytes(b'this is not a checkpoint')
-    with pytest.raises(CheckpointLoadError,
-                       match='a text file, not a PyTorch checkpoint') as info:
+    with pytest.raises(
+            CheckpointLoadError,
+            match='a text file, not a PyTorch checkpoint') as info:
         load_from_local(str(path))
     assert str(path) in str(info.value)
     # Through init_cfg the same error reaches the user.
     model = MODELS.build(
-        dict(type='KWResNet', depth=18, base_channels=8, stem_channels=8,
-             init_cfg=dict(type='Pretrained', checkpoint=str(path))))
+        dict(
+            type='KWResNet',
+            depth=18,
+            base_channels=8,
+            stem_channels=8,
+            init_cfg=dict(type='Pretrained', checkpoint=str(path))))
     with pytest.raises(CheckpointLoadError, match='broken.pth'):
         model.init_weights()
 
@@ -231,11 +250,14 @@ def test_unreadable_files_say_what_they_are(tmp_path, kind, expected):
     if kind == 'empty':
         path.touch()
     elif kind == 'random':
-        path.write_bytes(bytes(np.random.default_rng(0).integers(
-            0, 256, 4096, dtype=np.uint8)))
+        path.write_bytes(
+            bytes(
+                np.random.default_rng(0).integers(
+                    0, 256, 4096, dtype=np.uint8)))
     elif kind == 'truncated':
-        torch.save({'state_dict': {'w': torch.zeros(64, 64)}},
-                   tmp_path / 'full.pth')
+        torch.save({'state_dict': {
+            'w': torch.zeros(64, 64)
+        }}, tmp_path / 'full.pth')
         path.write_bytes((tmp_path / 'full.pth').read_bytes()[:9000])
     else:
         path.write_text('weights: none\n')
@@ -258,7 +280,11 @@ class _Runs:
 @pytest.mark.parametrize('zip_format', [True, False])
 def test_refusal_names_the_blocked_object(tmp_path, zip_format):
     path = tmp_path / 'runs_code.pth'
-    torch.save({'state_dict': {}, 'meta': _Runs()}, path,
+    torch.save({
+        'state_dict': {},
+        'meta': _Runs()
+    },
+               path,
                _use_new_zipfile_serialization=zip_format)
     with pytest.raises(CheckpointLoadError) as info:
         load_from_local(str(path))

@@ -20,13 +20,18 @@ def config(tmp_path):
     """A tiny classifier config file with a plain backbone (the check is
     for any model, not only KW ones) and a test split."""
     data_root = make_image_folder(str(tmp_path / 'images'), per_class=2)
-    cfg = tiny_classifier_cfg(str(tmp_path / 'work'), data_root,
-                              max_epochs=1, with_val=True,
-                              temperature_epochs=None)
+    cfg = tiny_classifier_cfg(
+        str(tmp_path / 'work'),
+        data_root,
+        max_epochs=1,
+        with_val=True,
+        temperature_epochs=None)
     cfg['model']['backbone'] = PLAIN
     cfg['custom_hooks'] = []
-    cfg.update(test_dataloader=cfg['val_dataloader'], test_cfg=dict(),
-               test_evaluator=cfg['val_evaluator'])
+    cfg.update(
+        test_dataloader=cfg['val_dataloader'],
+        test_cfg=dict(),
+        test_evaluator=cfg['val_evaluator'])
     path = tmp_path / 'tiny_config.py'
     Config(cfg).dump(str(path))
     return cfg, str(path)
@@ -44,8 +49,9 @@ def test_test_tool_refuses_a_bare_backbone_checkpoint(config, tmp_path,
     backbone = MODELS.build(PLAIN).state_dict()  # keys without 'backbone.'
     ckpt = _save(tmp_path, 'backbone_only.pth', backbone)
     with pytest.raises(ValueError) as info:
-        load_tool('test').main([path, ckpt, '--work-dir',
-                                str(tmp_path / 'test')])
+        load_tool('test').main(
+            [path, ckpt, '--work-dir',
+             str(tmp_path / 'test')])
     message = str(info.value)
     assert ckpt in message and 'fills 0.0% of the model' in message
     assert "keys are those of the model's 'backbone'" in message
@@ -56,16 +62,17 @@ def test_test_tool_evaluates_a_matching_checkpoint(config, tmp_path,
     cfg, path = config
     model = MODELS.build(cfg['model'])
     ckpt = _save(tmp_path, 'whole.pth', model.state_dict())
-    load_tool('test').main([path, ckpt, '--work-dir',
-                            str(tmp_path / 'test')])
+    load_tool('test').main([path, ckpt, '--work-dir', str(tmp_path / 'test')])
 
 
 def test_load_from_of_another_model_refused(config, tmp_path):
     cfg, _ = config
     other = MODELS.build(dict(type='ResNet', depth=18)).state_dict()
     cfg = copy.deepcopy(cfg)
-    cfg['load_from'] = _save(tmp_path, 'other.pth',
-                             {'backbone.' + k: v for k, v in other.items()})
+    cfg['load_from'] = _save(tmp_path, 'other.pth', {
+        'backbone.' + k: v
+        for k, v in other.items()
+    })
     runner = build_runner(Config(cfg))
     with pytest.raises(ValueError, match='fills 0.0% of the model'):
         runner.train()
@@ -81,8 +88,7 @@ def test_fine_tuning_with_a_new_head_loads(config, tmp_path):
     state = MODELS.build(source).state_dict()
     fraction, missing, _ = checkpoint_coverage(
         MODELS.build(cfg['model']).state_dict(), state)
-    assert 0.5 < fraction < 1 and missing == ['head.fc.weight',
-                                              'head.fc.bias']
+    assert 0.5 < fraction < 1 and missing == ['head.fc.weight', 'head.fc.bias']
     cfg = copy.deepcopy(cfg)
     cfg['load_from'] = _save(tmp_path, 'ten_classes.pth', state)
     build_runner(Config(cfg)).train()

@@ -101,23 +101,21 @@ def test_config_builds_model_and_optimizer(name):
 def test_advanced_recipe(name):
     cfg = _load(name)
     optimizer = cfg.optim_wrapper.optimizer
-    assert (optimizer.type, optimizer.lr, optimizer.weight_decay) == (
-        'AdamW', 4e-3, 0.05)
+    assert (optimizer.type, optimizer.lr,
+            optimizer.weight_decay) == ('AdamW', 4e-3, 0.05)
     # 32 GPUs x 128 = 4096, the batch the lr is for.
     gpus, batch = name.split('_')[1].split('-')[0].split('xb')
     assert int(gpus) * cfg.train_dataloader.batch_size == 4096
     assert int(batch) == cfg.train_dataloader.batch_size
     assert cfg.auto_scale_lr.base_batch_size == 4096
     assert cfg.train_cfg.max_epochs == 300
-    assert [s.type for s in cfg.param_scheduler] == [
-        'LinearLR', 'CosineAnnealingLR'
-    ]
+    assert [s.type
+            for s in cfg.param_scheduler] == ['LinearLR', 'CosineAnnealingLR']
     pipeline = [t.type for t in cfg.train_dataloader.dataset.pipeline]
-    assert {'RandAugment', 'RandomErasing', 'RandomResizedCrop'} <= set(
-        pipeline)
-    assert [a.type for a in cfg.model.train_cfg.augments] == [
-        'Mixup', 'CutMix'
-    ]
+    assert {'RandAugment', 'RandomErasing',
+            'RandomResizedCrop'} <= set(pipeline)
+    assert [a.type
+            for a in cfg.model.train_cfg.augments] == ['Mixup', 'CutMix']
     assert cfg.model.head.loss.type == 'LabelSmoothLoss'
     assert cfg.model.head.loss.label_smooth_val == 0.1
     assert cfg.custom_hooks == [dict(type='KWTemperatureHook', epochs=20)]

@@ -7,8 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torchvision
-from helpers import (CONFIG_DIR, assert_plan_matches_golden,
-                      load_golden_plan)
+from helpers import CONFIG_DIR, assert_plan_matches_golden, load_golden_plan
 from kw_tiny import make_image_folder, train_on_image_folder
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
@@ -37,8 +36,10 @@ def _backbones():
         dict(type='mmdet.CSPDarknet', deepen_factor=0.33,
              widen_factor=0.25)), 'backbone.stem.conv.conv'
     yield 'RegNet', MODELS.build(
-        dict(type='mmpretrain.RegNet', arch='regnetx_400mf',
-             out_indices=(0, 1, 2, 3))), 'conv1'
+        dict(
+            type='mmpretrain.RegNet',
+            arch='regnetx_400mf',
+            out_indices=(0, 1, 2, 3))), 'conv1'
 
 
 @pytest.mark.parametrize('name', ['CSPDarknet', 'RegNet'])
@@ -59,8 +60,11 @@ def test_backbones_we_did_not_write(name):
     # Every conv but the stem is KW; nothing else changed.
     convs = [n for n, m in kw.named_modules() if isinstance(m, KWConvNd)]
     assert len(convs) == len(plan.layers) == len(convertible_convs(plain)) - 1
-    plain_keys = {k for k in plain.state_dict()
-                  if not any(k.startswith(c + '.') for c in convs)}
+    plain_keys = {
+        k
+        for k in plain.state_dict()
+        if not any(k.startswith(c + '.') for c in convs)
+    }
     assert plain_keys <= set(kw.state_dict())
     # The warehouses hold as many parameters as the convs they replace.
     replaced = sum(plain.get_submodule(c).weight.numel() for c in convs)
@@ -71,17 +75,18 @@ def test_backbones_we_did_not_write(name):
 
 def test_other_rules_and_plain_layers():
     net = torchvision.models.resnet18()
-    layout, plain = kw_layout_by_rule(net, 'per_layer', plain=['conv1',
-                                                               'fc'])
+    layout, plain = kw_layout_by_rule(net, 'per_layer', plain=['conv1', 'fc'])
     assert plain == ['conv1'] and len(layout.warehouses) == 19
     assert layout.layers['layer1.0.conv1'] == 'w_layer1_0_conv1'
-    layout, plain = kw_layout_by_rule(
-        net, {'layer4.*': 'last', 'layer3.*.conv2': 'l3'})
+    layout, plain = kw_layout_by_rule(net, {
+        'layer4.*': 'last',
+        'layer3.*.conv2': 'l3'
+    })
     assert list(layout.warehouses) == ['l3', 'last']
     assert 'layer3.0.conv1' in plain and 'layer1.0.conv1' in plain
     plan = convert_to_kw(net, rule={'layer4.*': 'last'}, budget=2.0)
-    assert [(wh.name, wh.spec.budget) for wh in plan.warehouses] == [
-        ('last', 2.0)]
+    assert [(wh.name, wh.spec.budget)
+            for wh in plan.warehouses] == [('last', 2.0)]
     net = torchvision.models.resnet18()
     plan = convert_to_kw(net, budget={'stage3': 0.5, 'default': 1.0})
     assert [wh.spec.budget for wh in plan.warehouses] == [1.0, 1.0, 1.0, 0.5]
@@ -93,13 +98,16 @@ def test_errors_name_what_is_wrong():
         convert_to_kw(net, rule='stages')
     with pytest.raises(ValueError, match='Linear has no nn.Conv1d/Conv2d'):
         convert_to_kw(nn.Linear(3, 4))
-    with pytest.raises(ValueError, match=r"rule \{'head\.\*': 'w'\} makes "
-                       'no conv'):
+    with pytest.raises(
+            ValueError, match=r"rule \{'head\.\*': 'w'\} makes "
+            'no conv'):
         convert_to_kw(net, rule={'head.*': 'w'})
-    with pytest.raises(ValueError, match="layer 'layer1.0.conv1' .* cannot "
-                       'be split into cells of 40x40'):
-        convert_to_kw(net, rule={'layer1.0.conv1': 'w'},
-                      cell_ratio=(0.625, 0.625))
+    with pytest.raises(
+            ValueError,
+            match="layer 'layer1.0.conv1' .* cannot "
+            'be split into cells of 40x40'):
+        convert_to_kw(
+            net, rule={'layer1.0.conv1': 'w'}, cell_ratio=(0.625, 0.625))
     # A conversion that fails leaves the network as it was.
     assert isinstance(net.layer1[0].conv1, nn.Conv2d)
     assert not hasattr(net, 'warehouse_manager')
@@ -110,29 +118,42 @@ def test_errors_name_what_is_wrong():
 
 def test_kw_converted_is_the_backbone_itself():
     init_default_scope('mmdet')
-    cfg = dict(type='mmdet.CSPDarknet', deepen_factor=0.33,
-               widen_factor=0.25, frozen_stages=1)
-    backbone = MODELS.build(dict(type='KWConverted', backbone=cfg,
-                                 input_shape=(3, 64, 64)))
+    cfg = dict(
+        type='mmdet.CSPDarknet',
+        deepen_factor=0.33,
+        widen_factor=0.25,
+        frozen_stages=1)
+    backbone = MODELS.build(
+        dict(type='KWConverted', backbone=cfg, input_shape=(3, 64, 64)))
     assert type(backbone).__name__ == 'CSPDarknet'
     assert backbone.frozen_stages == 1
     assert mmkw.get_temperature(backbone) == 1.0  # attention_init
-    pretrained = MODELS.build(dict(type='KWConverted', backbone=cfg,
-                                   attention_init=False,
-                                   input_shape=(3, 64, 64)))
+    pretrained = MODELS.build(
+        dict(
+            type='KWConverted',
+            backbone=cfg,
+            attention_init=False,
+            input_shape=(3, 64, 64)))
     assert mmkw.get_temperature(pretrained) == 0.0
 
 
 @pytest.fixture(scope='module')
 def tiny_demo(tmp_path_factory):
     root = tmp_path_factory.mktemp('demo_shapes')
-    generate_demo_shapes(str(root), seed=0, num_train=4, num_val=2,
-                         img_size=64, min_radius=6.0, max_radius=14.0)
+    generate_demo_shapes(
+        str(root),
+        seed=0,
+        num_train=4,
+        num_val=2,
+        img_size=64,
+        min_radius=6.0,
+        max_radius=14.0)
     return root
 
 
 def test_kw_yolox_demo_config_trains_and_evaluates(tiny_demo, tmp_path):
-    cfg = Config.fromfile(CONFIG_DIR / 'demo' / 'yolox_kw1x-tiny_demo-shapes.py')
+    cfg = Config.fromfile(CONFIG_DIR / 'demo' /
+                          'yolox_kw1x-tiny_demo-shapes.py')
     assert cfg.model.backbone.type == 'KWConverted'
     assert cfg.model.backbone.backbone.type == 'mmdet.CSPDarknet'
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
@@ -143,8 +164,8 @@ def test_kw_yolox_demo_config_trains_and_evaluates(tiny_demo, tmp_path):
     cfg.train_cfg.update(max_epochs=2, val_interval=2)
     cfg.custom_hooks = [dict(type='KWTemperatureHook', epochs=1)]
     cfg.model.test_cfg.score_thr = 0.0  # score the untrained detector
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1,
-                                        save_last=False)
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', interval=-1, save_last=False)
     cfg.work_dir = str(tmp_path)
     cfg.log_level = 'WARNING'
     runner = Runner.from_cfg(cfg)
@@ -158,11 +179,13 @@ def test_kw_yolox_demo_config_trains_and_evaluates(tiny_demo, tmp_path):
 
 def test_kw_regnet_config_trains(tmp_path):
     cfg = Config.fromfile(CONFIG_DIR / 'kw1x-regnetx-400mf_8xb128_in1k.py')
-    assert [h['type'] for h in cfg.custom_hooks] == [
-        'PreciseBNHook', 'KWTemperatureHook']
+    assert [h['type'] for h in cfg.custom_hooks
+            ] == ['PreciseBNHook', 'KWTemperatureHook']
     data = make_image_folder(str(tmp_path / 'data'), per_class=2, size=64)
     runner = train_on_image_folder(
-        cfg, data, str(tmp_path / 'work'),
+        cfg,
+        data,
+        str(tmp_path / 'work'),
         transforms=[dict(type='RandomResizedCrop', scale=64)])
     backbone = runner.model.backbone
     assert type(backbone).__name__ == 'RegNet'

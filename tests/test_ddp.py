@@ -34,8 +34,10 @@ def ddp_run(tmp_path_factory):
         str(root / 'work'), data_root, max_epochs=2, with_val=True)
     cfg['custom_imports']['imports'].append('kw_tiny')
     cfg['custom_hooks'].append(dict(type='DDPProbeHook'))
-    cfg.update(test_dataloader=cfg['val_dataloader'],
-               test_evaluator=cfg['val_evaluator'], test_cfg=dict())
+    cfg.update(
+        test_dataloader=cfg['val_dataloader'],
+        test_evaluator=cfg['val_evaluator'],
+        test_cfg=dict())
     config = root / 'tiny_kw_ddp.py'
     Config(copy.deepcopy(cfg)).dump(str(config))
     env = dict(
@@ -46,11 +48,16 @@ def ddp_run(tmp_path_factory):
         PYTHONPATH=os.pathsep.join(
             [str(REPO_ROOT / 'tests'),
              os.environ.get('PYTHONPATH', '')]))
-    proc = subprocess.run(
-        ['bash', str(REPO_ROOT / 'tools' / 'dist_train.sh'), str(config), '2',
-         '--cfg-options', 'env_cfg.dist_cfg.backend=gloo'],
-        cwd=str(root), env=env, capture_output=True, text=True,
-        timeout=300)
+    proc = subprocess.run([
+        'bash',
+        str(REPO_ROOT / 'tools' / 'dist_train.sh'),
+        str(config), '2', '--cfg-options', 'env_cfg.dist_cfg.backend=gloo'
+    ],
+                          cwd=str(root),
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     probe = json.loads((root / 'work' / 'ddp_probe.json').read_text())
     return config, root / 'work', probe

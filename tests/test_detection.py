@@ -73,8 +73,7 @@ def _shrink(cfg, data_root, work_dir, factor):
     """Point ``cfg`` at the tiny data and shorten it to one iteration."""
     cfg.work_dir = str(work_dir)
     for split, name in (('train', 'train_dataloader'),
-                        ('val', 'val_dataloader'), ('val',
-                                                    'test_dataloader')):
+                        ('val', 'val_dataloader'), ('val', 'test_dataloader')):
         loader = cfg[name]
         loader.update(batch_size=2, num_workers=0, persistent_workers=False)
         dataset = loader.dataset
@@ -108,8 +107,10 @@ def _save_backbone_checkpoint(backbone_cfg, path):
     backbone_cfg.pop('init_cfg', None)
     torch.manual_seed(1234)
     state = MODELS.build(backbone_cfg).state_dict()
-    torch.save({'state_dict': {f'backbone.{k}': v
-                               for k, v in state.items()}}, path)
+    torch.save({'state_dict': {
+        f'backbone.{k}': v
+        for k, v in state.items()
+    }}, path)
     return state
 
 
@@ -176,9 +177,8 @@ def test_demo_config_trains_and_evaluates(tiny_data, tmp_path, load_tool):
     backbone = cfg.model.backbone
     assert backbone.type == 'KWResNet' and backbone.depth == 18
     assert backbone.attention_init is True  # trained from scratch
-    assert [h['type'] for h in cfg.custom_hooks] == [
-        'KWTemperatureHook', 'KWAttentionStatsHook'
-    ]
+    assert [h['type'] for h in cfg.custom_hooks
+            ] == ['KWTemperatureHook', 'KWAttentionStatsHook']
     assert cfg.train_dataloader.num_workers == 0
     assert set(cfg.val_evaluator.metric) == {'bbox', 'segm'}
     assert cfg.model.roi_head.bbox_head.num_classes == len(DEMO_CLASSES)
@@ -200,8 +200,8 @@ def test_demo_config_trains_and_evaluates(tiny_data, tmp_path, load_tool):
 
 
 def test_generator_is_deterministic(tmp_path):
-    kwargs = dict(num_train=3, num_val=2, img_size=64, min_radius=6.0,
-                  max_radius=14.0)
+    kwargs = dict(
+        num_train=3, num_val=2, img_size=64, min_radius=6.0, max_radius=14.0)
     for name, seed in (('a', 7), ('b', 7), ('c', 8)):
         generate_demo_shapes(str(tmp_path / name), seed=seed, **kwargs)
     files = sorted(
@@ -232,8 +232,8 @@ def test_generator_masks_match_boxes_and_pixels(tmp_path):
         str(tmp_path), num_train=12, num_val=4, seed=0, noise_std=noise_std)
     for split, path in paths.items():
         coco = COCO(path)
-        assert [c['name'] for c in coco.loadCats(coco.getCatIds())] == list(
-            DEMO_CLASSES)
+        assert [c['name']
+                for c in coco.loadCats(coco.getCatIds())] == list(DEMO_CLASSES)
         labels = set()
         for img_id in coco.getImgIds():
             info = coco.loadImgs(img_id)[0]
@@ -260,8 +260,9 @@ def test_generator_masks_match_boxes_and_pixels(tmp_path):
                 # the ring of pixels around it has another one.
                 inside = image[mask].astype(np.float64)
                 assert inside.std(axis=0).max() < 3 * noise_std
-                ring = cv2.dilate(mask.astype(np.uint8),
-                                  np.ones((3, 3), np.uint8)).astype(bool)
+                ring = cv2.dilate(
+                    mask.astype(np.uint8), np.ones((3, 3),
+                                                   np.uint8)).astype(bool)
                 ring &= ~mask
                 outside = image[ring].astype(np.float64)
                 assert np.abs(inside.mean(0) - outside.mean(0)).sum() > 60
@@ -280,8 +281,7 @@ def test_generator_arguments(tmp_path):
     with pytest.raises(FileExistsError, match='overwrite'):
         generate_demo_shapes(str(tmp_path), num_train=1, num_val=1)
     # Overwriting with fewer images leaves no stale image behind.
-    generate_demo_shapes(
-        str(tmp_path), num_train=1, num_val=1, overwrite=True)
+    generate_demo_shapes(str(tmp_path), num_train=1, num_val=1, overwrite=True)
     assert sorted(os.listdir(tmp_path / 'train')) == ['00000.png']
 
 
@@ -291,9 +291,10 @@ def _one_iteration_losses(cfg, tiny_data, work_dir, checkpoint):
     runner = Runner.from_cfg(_shrink(cfg, tiny_data, work_dir, factor=0.1))
     runner.train()
     hub = runner.message_hub
-    losses = {key[len('train/'):]: float(hub.get_scalar(key).current())
-              for key in hub.log_scalars
-              if key.startswith('train/loss')}
+    losses = {
+        key[len('train/'):]: float(hub.get_scalar(key).current())
+        for key in hub.log_scalars if key.startswith('train/loss')
+    }
     return runner, losses
 
 
@@ -309,8 +310,8 @@ def test_efficient_conv_bn_eval_key_trains_kw_r50_mask_rcnn(
     _, expected = _one_iteration_losses(
         copy.deepcopy(cfg), tiny_data, tmp_path / 'plain', checkpoint)
     cfg.efficient_conv_bn_eval = ['backbone']
-    runner, losses = _one_iteration_losses(cfg, tiny_data,
-                                           tmp_path / 'folded', checkpoint)
+    runner, losses = _one_iteration_losses(cfg, tiny_data, tmp_path / 'folded',
+                                           checkpoint)
     graph = runner.model.backbone.forward.__self__.graph
     folded = [
         n for n in graph.nodes

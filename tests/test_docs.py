@@ -38,7 +38,8 @@ def _links():
 
 
 @pytest.mark.parametrize(
-    'doc,target', list(_links()),
+    'doc,target',
+    list(_links()),
     ids=lambda v: v.name if isinstance(v, Path) else v)
 def test_relative_links_resolve(doc, target):
     file, _, anchor = target.partition('#')
@@ -60,15 +61,17 @@ def _readme_commands():
     text = (REPO_ROOT / 'README.md').read_text()
     for block in re.findall(r'```shell\n(.*?)```', text, flags=re.S):
         for line in block.splitlines():
-            if re.match(r'\.venv/bin/python tools/analysis_tools/'
-                        r'(kw_plan|get_flops)\.py \S+$', line):
+            if re.match(
+                    r'\.venv/bin/python tools/analysis_tools/'
+                    r'(kw_plan|get_flops)\.py \S+$', line):
                 yield line
 
 
 README_COMMANDS = list(_readme_commands())
 TOOLS = sorted({
     name
-    for doc in DOCS for name in PATH.findall(doc.read_text())
+    for doc in DOCS
+    for name in PATH.findall(doc.read_text())
     if name.startswith('tools/') and name.endswith('.py')
 })
 
@@ -80,7 +83,10 @@ def test_readme_shows_cheap_commands():
 @pytest.mark.parametrize('command', README_COMMANDS)
 def test_readme_command_runs_as_printed(command):
     result = subprocess.run(
-        shlex.split(command), cwd=REPO_ROOT, capture_output=True, text=True,
+        shlex.split(command),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
         timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip()
@@ -88,9 +94,11 @@ def test_readme_command_runs_as_printed(command):
 
 @pytest.mark.parametrize('tool', TOOLS)
 def test_every_documented_tool_has_help(tool):
-    result = subprocess.run(
-        ['.venv/bin/python', tool, '--help'], cwd=REPO_ROOT,
-        capture_output=True, text=True, timeout=300)
+    result = subprocess.run(['.venv/bin/python', tool, '--help'],
+                            cwd=REPO_ROOT,
+                            capture_output=True,
+                            text=True,
+                            timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'usage' in result.stdout.lower()
 
@@ -129,8 +137,8 @@ def test_readme_python_runs_as_printed(index, tmp_path, monkeypatch):
         with DefaultScope.overwrite_default_scope('mmpretrain'):
             model = get_model(name)
         torch.save({'state_dict': model.state_dict()}, tmp_path / path)
-    cv2.imwrite(str(tmp_path / 'demo.jpg'),
-                np.random.default_rng(0).integers(0, 256, (64, 64, 3),
-                                                  dtype=np.uint8))
+    cv2.imwrite(
+        str(tmp_path / 'demo.jpg'),
+        np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         exec(compile(code, f'README block {index}', 'exec'), {})

@@ -9,8 +9,7 @@ from mmengine.model.efficient_conv_bn_eval import \
 
 import mmkw
 from mmkw.cnn import KWConvNd
-from mmkw.engine import (kw_conv_bn_eval_control,
-                         turn_on_efficient_conv_bn_eval)
+from mmkw.engine import kw_conv_bn_eval_control, turn_on_efficient_conv_bn_eval
 from mmkw.models import KWMobileNetV2, KWResNet
 from mmkw.utils import saved_tensor_bytes
 
@@ -46,8 +45,7 @@ def folded_pair(name):
     torch.manual_seed(0)
     backbone = BACKBONES[name]()
     kw_pairs = sum(isinstance(m, KWConvNd) for m in backbone.modules())
-    plain_pairs = sum(
-        isinstance(m, nn.Conv2d) for m in backbone.modules())
+    plain_pairs = sum(isinstance(m, nn.Conv2d) for m in backbone.modules())
     mmkw.set_temperature(backbone, 0.3)
     randomise_norms(backbone)
     backbone.train()  # norm_eval keeps every BatchNorm in eval mode
@@ -76,7 +74,10 @@ def test_folded_outputs_and_every_gradient_match(name):
             continue
         scale = p.grad.abs().max().item()
         torch.testing.assert_close(
-            params[key].grad, p.grad, rtol=1e-3, atol=1e-4 * scale + 1e-8,
+            params[key].grad,
+            p.grad,
+            rtol=1e-3,
+            atol=1e-4 * scale + 1e-8,
             msg=lambda m: f'{key}: {m}')
         compared += 1
     assert compared > 0

@@ -11,16 +11,16 @@ import re
 import pytest
 import torch
 from helpers import (CONFIG_DIR, fill_state_dict, golden_config_name,
-                      golden_names, golden_plan_names, load_golden,
-                      load_golden_plan, num_threads)
+                     golden_names, golden_plan_names, load_golden,
+                     load_golden_plan, num_threads)
 from mmengine.runner import load_checkpoint
 
 import mmkw
 from mmkw.cnn import kw_conv_implementation
-from mmkw.converters import (build_model_from_config,
-                             convert_official_state_dict, detect_family,
+from mmkw.converters import (convert_official_state_dict, detect_family,
                              find_matching_config, load_official_checkpoint,
                              model_warehouse_keys)
+from mmkw.models import build_model_from_config
 
 TEMPERATURES = ('0.0', '0.5', '1.0')
 
@@ -43,7 +43,8 @@ def official_kernels():
         yield
 
 
-def official_state_dict(golden: dict, temperature: str,
+def official_state_dict(golden: dict,
+                        temperature: str,
                         filled: dict = None) -> dict:
     """The official state dict of a golden model at a temperature
     (``filled``: the output of ``fill_state_dict``, if already computed)."""
@@ -104,8 +105,10 @@ def official_keys_of(model) -> dict:
     warehouse index, ``head.fc.*`` -> ``fc.*``, ``backbone.*`` -> ``*``,
     attention temperatures dropped (the official code does not save them).
     """
-    warehouses = {key: i for i, (key, _) in
-                  enumerate(model_warehouse_keys(model))}
+    warehouses = {
+        key: i
+        for i, (key, _) in enumerate(model_warehouse_keys(model))
+    }
     result = {}
     for key, value in model.state_dict().items():
         if key.endswith('attention.temperature'):
@@ -144,8 +147,10 @@ def test_every_official_resnet_budget(name):
         if not re.search(r'running_|num_batches', key)) == \
         golden['params_total']
 
-    official = {k: torch.empty(shape, device='meta')
-                for k, shape in keys.items()}
+    official = {
+        k: torch.empty(shape, device='meta')
+        for k, shape in keys.items()
+    }
     config, family = find_matching_config(official, CONFIG_DIR)
     assert str(config) == golden_config_name(name)
     assert family.name == 'resnet'
@@ -160,15 +165,19 @@ def resnet18_official():
     return golden, official_state_dict(golden, '0.0')
 
 
-def test_cli_end_to_end(tmp_path, capsys, resnet18_official,
-                        official_kernels, load_tool):
+def test_cli_end_to_end(tmp_path, capsys, resnet18_official, official_kernels,
+                        load_tool):
     golden, state = resnet18_official
     src = tmp_path / 'kw1x_resnet18.pth'
     dst = tmp_path / 'out' / 'kw1x-resnet18_in1k.pth'
     # The authors' layout: the model beside training state and an
     # argparse.Namespace, which the converter reads with weights_only=True.
-    torch.save(dict(model=state, epoch=99, args=argparse.Namespace(
-        model='kw_resnet18', lr=0.1, cell_num_ratio=1)), src)
+    torch.save(
+        dict(
+            model=state,
+            epoch=99,
+            args=argparse.Namespace(
+                model='kw_resnet18', lr=0.1, cell_num_ratio=1)), src)
     assert set(load_official_checkpoint(src)) == set(state)
 
     assert load_tool('model_converters/kw_official_to_mmkw').main(
@@ -177,8 +186,8 @@ def test_cli_end_to_end(tmp_path, capsys, resnet18_official,
     config = golden_config_name('resnet18_kw1x')
     assert f'matching config: {config}' in printed
     assert 'family: resnet' in printed
-    assert f"parameters: {load_golden_plan('resnet18_kw1x')['params_total']:,}" \
-        in printed
+    total = load_golden_plan('resnet18_kw1x')['params_total']
+    assert f'parameters: {total:,}' in printed
 
     checkpoint = torch.load(dst, weights_only=True)
     assert checkpoint['meta'] == dict(
@@ -208,14 +217,14 @@ def test_cli_with_config_and_errors(tmp_path, capsys, resnet18_official,
     src = tmp_path / 'bare.pth'
     torch.save(state, src)  # a bare state dict
     config = golden_config_name('resnet18_kw1x')
-    assert tool.main([str(src), str(tmp_path / 'a.pth'), '--config',
-                      config]) == 0
+    assert tool.main([str(src),
+                      str(tmp_path / 'a.pth'), '--config', config]) == 0
     assert 'matching config' not in capsys.readouterr().out
 
     # A config of another budget does not fit.
     wrong = golden_config_name('resnet18_kw2x')
-    assert tool.main([str(src), str(tmp_path / 'b.pth'), '--config',
-                      wrong]) == 1
+    assert tool.main([str(src),
+                      str(tmp_path / 'b.pth'), '--config', wrong]) == 1
     err = capsys.readouterr().err
     assert 'mismatched' in err and 'warehouse_manager.weights.stage0' in err
     assert not (tmp_path / 'b.pth').exists()
@@ -230,27 +239,31 @@ def test_cli_with_config_and_errors(tmp_path, capsys, resnet18_official,
 
 def test_conversion_errors(resnet18_official):
     _, state = resnet18_official
-    model = build_model_from_config(golden_config_name('resnet18_kw1x'),
-                                    device='meta')
+    model = build_model_from_config(
+        golden_config_name('resnet18_kw1x'), device='meta')
 
     with pytest.raises(ValueError, match=r'1 unmapped: \[proj\.weight\]'):
-        convert_official_state_dict(dict(state, **{'proj.weight':
-                                                   torch.zeros(3)}), model)
+        convert_official_state_dict(
+            dict(state, **{'proj.weight': torch.zeros(3)}), model)
 
     missing = dict(state)
     del missing['layer1.0.conv1.attention.fc2.bias']
-    with pytest.raises(ValueError, match=r'1 missing: \[backbone\.layer1\.0'
-                       r'\.conv1\.attention\.fc2\.bias\]'):
+    with pytest.raises(
+            ValueError,
+            match=r'1 missing: \[backbone\.layer1\.0'
+            r'\.conv1\.attention\.fc2\.bias\]'):
         convert_official_state_dict(missing, model)
 
     extra = dict(state, **{'warehouse_manager.weights.4': torch.zeros(1)})
-    with pytest.raises(ValueError, match=r'weights\.4 \(the model has 4 '
-                       r'warehouses\)'):
+    with pytest.raises(
+            ValueError, match=r'weights\.4 \(the model has 4 '
+            r'warehouses\)'):
         convert_official_state_dict(extra, model)
 
     shape = dict(state, **{'fc.bias': torch.zeros(10)})
-    with pytest.raises(ValueError, match=r'head\.fc\.bias \(10,\) != '
-                       r'\(1000,\)'):
+    with pytest.raises(
+            ValueError, match=r'head\.fc\.bias \(10,\) != '
+            r'\(1000,\)'):
         convert_official_state_dict(shape, model)
 
     with pytest.raises(ValueError, match='not an official KernelWarehouse'):
@@ -260,6 +273,8 @@ def test_conversion_errors(resnet18_official):
 
     truncated = dict(state)
     truncated['warehouse_manager.weights.0'] = torch.zeros(5, 64, 64, 1, 1)
-    with pytest.raises(ValueError, match=r"no mmkw config fits the official "
-                       r"resnet checkpoint; tried \[.*'kw1x-resnet18"):
+    with pytest.raises(
+            ValueError,
+            match=r"no mmkw config fits the official "
+            r"resnet checkpoint; tried \[.*'kw1x-resnet18"):
         find_matching_config(truncated, CONFIG_DIR)

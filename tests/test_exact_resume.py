@@ -11,8 +11,7 @@ import torch
 from kw_tiny import make_image_folder, tiny_classifier_cfg
 from mmengine.config import Config
 
-from mmkw.engine import build_runner
-from mmkw.engine import checkpoint_saving
+from mmkw.engine import build_runner, checkpoint_saving
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -26,14 +25,20 @@ def _cfg(work_dir, data_root, max_epochs=3, **kwargs) -> dict:
     """The tiny classifier with randomness that resume must reproduce: a
     random flip (NumPy) and dropout in the KW head (PyTorch)."""
     cfg = tiny_classifier_cfg(
-        str(work_dir), data_root, max_epochs=max_epochs, with_val=True,
+        str(work_dir),
+        data_root,
+        max_epochs=max_epochs,
+        with_val=True,
         **kwargs)
     pipeline = cfg['train_dataloader']['dataset']['pipeline']
     pipeline.insert(1, dict(type='RandomFlip', prob=0.5))
     cfg['train_dataloader']['dataset'] = copy.deepcopy(
         cfg['train_dataloader']['dataset'])
     cfg['model']['head'] = dict(
-        type='KWLinearClsHead', num_classes=4, in_channels=64, dropout=0.5,
+        type='KWLinearClsHead',
+        num_classes=4,
+        in_channels=64,
+        dropout=0.5,
         loss=dict(type='CrossEntropyLoss'))
     return cfg
 
@@ -51,8 +56,8 @@ def _train(cfg: dict, hooks=True):
 
 
 def _weights(path) -> dict:
-    return torch.load(path, map_location='cpu',
-                      weights_only=False)['state_dict']
+    return torch.load(
+        path, map_location='cpu', weights_only=False)['state_dict']
 
 
 def _assert_identical(a: dict, b: dict):
@@ -64,8 +69,11 @@ def _assert_identical(a: dict, b: dict):
 def _resume(data_root, source_ckpt, work_dir, hooks=True) -> dict:
     os.makedirs(work_dir)
     shutil.copy(source_ckpt, work_dir / 'epoch_1.pth')
-    cfg = _cfg(work_dir, data_root, resume=True,
-               load_from=str(work_dir / 'epoch_1.pth'))
+    cfg = _cfg(
+        work_dir,
+        data_root,
+        resume=True,
+        load_from=str(work_dir / 'epoch_1.pth'))
     _train(cfg, hooks)
     return _weights(work_dir / 'epoch_3.pth')
 
@@ -84,8 +92,11 @@ def test_without_the_random_states_resume_differs(tmp_path, data_root):
     """The test above can fail: MMEngine alone re-seeds on resume."""
     _train(_cfg(tmp_path / 'full', data_root), hooks=False)
     full = _weights(tmp_path / 'full' / 'epoch_3.pth')
-    resumed = _resume(data_root, tmp_path / 'full' / 'epoch_1.pth',
-                      tmp_path / 'resumed', hooks=False)
+    resumed = _resume(
+        data_root,
+        tmp_path / 'full' / 'epoch_1.pth',
+        tmp_path / 'resumed',
+        hooks=False)
     assert any(not torch.equal(full[k], resumed[k]) for k in full)
 
 
@@ -97,8 +108,8 @@ def test_kill_while_writing_keeps_the_previous_checkpoint(
     cfg = _cfg(tmp_path / 'full', data_root, max_epochs=2)
     cfg['default_hooks']['checkpoint'].update(max_keep_ckpts=1)
     _train(cfg)
-    assert sorted(p.name for p in (tmp_path / 'full').glob('*.pth')) == [
-        'epoch_2.pth']
+    assert sorted(
+        p.name for p in (tmp_path / 'full').glob('*.pth')) == ['epoch_2.pth']
     full = _weights(tmp_path / 'full' / 'epoch_2.pth')
 
     work = tmp_path / 'killed'
@@ -116,8 +127,7 @@ def test_kill_while_writing_keeps_the_previous_checkpoint(
         _train(cfg)
     monkeypatch.undo()
     assert sorted(p.name for p in work.glob('*.pth')) == ['epoch_1.pth']
-    assert (work / 'last_checkpoint').read_text() == str(work /
-                                                         'epoch_1.pth')
+    assert (work / 'last_checkpoint').read_text() == str(work / 'epoch_1.pth')
 
     train = load_tool('train')
     resumed = Config(copy.deepcopy(cfg))
@@ -128,8 +138,7 @@ def test_kill_while_writing_keeps_the_previous_checkpoint(
 
 
 @pytest.mark.parametrize('damage', ['deleted', 'truncated'])
-def test_resume_falls_back_to_the_newest_readable(tmp_path, damage,
-                                                  load_tool):
+def test_resume_falls_back_to_the_newest_readable(tmp_path, damage, load_tool):
     work = tmp_path / 'work'
     work.mkdir()
     for epoch in (1, 2):

@@ -11,13 +11,17 @@ from mmkw.models import KWConvNeXt, KWMobileNetV2, KWResNet
 # An early stage among the outputs: at random initialisation the last
 # stage of some backbones is all but zero at any temperature.
 BACKBONES = {
-    'resnet18': lambda: KWResNet(depth=18, out_indices=(0, 3)),
-    'resnet50 1/2x non-local basis': lambda: KWResNet(
+    'resnet18':
+    lambda: KWResNet(depth=18, out_indices=(0, 3)),
+    'resnet50 1/2x non-local basis':
+    lambda: KWResNet(
         depth=50, budget=0.5, nonlocal_basis_ratio=0.0625, out_indices=(0, )),
-    'mobilenet-v2 1/2x': lambda: KWMobileNetV2(budget=0.5, out_indices=(1, 7)),
-    'mobilenet-v2 4x': lambda: KWMobileNetV2(budget=4.0, out_indices=(1, )),
-    'convnext-t': lambda: KWConvNeXt(
-        arch='tiny', drop_path_rate=0.0, out_indices=(0, 3)),
+    'mobilenet-v2 1/2x':
+    lambda: KWMobileNetV2(budget=0.5, out_indices=(1, 7)),
+    'mobilenet-v2 4x':
+    lambda: KWMobileNetV2(budget=4.0, out_indices=(1, )),
+    'convnext-t':
+    lambda: KWConvNeXt(arch='tiny', drop_path_rate=0.0, out_indices=(0, 3)),
 }
 
 
@@ -35,8 +39,9 @@ def with_layer_norm_2d_as_leaf(tracer: type) -> type:
     return Tracer
 
 
-CASES = [(name, fx.Tracer) for name in BACKBONES] + [
-    ('resnet18', KWTracer), ('mobilenet-v2 1/2x', KWTracer)]
+CASES = [(name, fx.Tracer)
+         for name in BACKBONES] + [('resnet18', KWTracer),
+                                   ('mobilenet-v2 1/2x', KWTracer)]
 
 
 @pytest.mark.parametrize('name,tracer', CASES)
@@ -65,12 +70,17 @@ def test_traced_backbone_follows_temperature_and_batch(name, tracer):
 def test_default_tracer_records_one_kw_conv_call_per_layer():
     backbone = KWResNet(depth=18)
     graph = fx.symbolic_trace(backbone).graph
-    calls = [n for n in graph.nodes if n.op == 'call_function'
-             and getattr(n.target, '__name__', '') == 'kw_conv']
+    calls = [
+        n for n in graph.nodes if n.op == 'call_function'
+        and getattr(n.target, '__name__', '') == 'kw_conv'
+    ]
     layers = [
         m for m in backbone.modules() if isinstance(m, mmkw.cnn.KWConvNd)
     ]
     assert len(calls) == len(layers) == 19
-    temperatures = {n.target for n in graph.nodes if n.op == 'get_attr'
-                    and n.target.endswith('attention.temperature')}
+    temperatures = {
+        n.target
+        for n in graph.nodes
+        if n.op == 'get_attr' and n.target.endswith('attention.temperature')
+    }
     assert len(temperatures) == 19

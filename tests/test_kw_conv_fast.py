@@ -56,8 +56,7 @@ def make_inputs(name, batch, dtype=torch.float32, seed=0):
 
 def reference(tensors, geometry, with_scale):
     t = tensors
-    out = kw_conv_reference(t['x'], t['attention'], t['warehouse'],
-                            geometry)
+    out = kw_conv_reference(t['x'], t['attention'], t['warehouse'], geometry)
     view = (1, -1, *([1] * (out.dim() - 2)))
     if with_scale:
         out = out * t['out_scale'].reshape(view)
@@ -67,16 +66,23 @@ def reference(tensors, geometry, with_scale):
 def fast(tensors, geometry, with_scale, engine=None):
     t = tensors
     return kw_conv_blocked(
-        t['x'], t['attention'], t['warehouse'], geometry, bias=t['bias'],
-        out_scale=t['out_scale'] if with_scale else None, engine=engine)
+        t['x'],
+        t['attention'],
+        t['warehouse'],
+        geometry,
+        bias=t['bias'],
+        out_scale=t['out_scale'] if with_scale else None,
+        engine=engine)
 
 
 def outputs_and_grads(fn, tensors, with_scale):
-    leaves = {k: v.detach().clone().requires_grad_(True)
-              for k, v in tensors.items()}
+    leaves = {
+        k: v.detach().clone().requires_grad_(True)
+        for k, v in tensors.items()
+    }
     out = fn(leaves)
-    grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(1),
-                       dtype=out.dtype)
+    grad = torch.randn(
+        out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
     names = [k for k in leaves if with_scale or k != 'out_scale']
     grads = torch.autograd.grad(out, [leaves[k] for k in names], grad)
     return out, dict(zip(names, grads))
@@ -118,9 +124,13 @@ def test_export_formulation_matches_reference(name, batch):
     tensors, geometry = make_inputs(name, batch)
 
     def unfold(t):
-        return kw_conv_unfold(t['x'], t['attention'], t['warehouse'],
-                              geometry, bias=t['bias'],
-                              out_scale=t['out_scale'])
+        return kw_conv_unfold(
+            t['x'],
+            t['attention'],
+            t['warehouse'],
+            geometry,
+            bias=t['bias'],
+            out_scale=t['out_scale'])
 
     expected, expected_grads = outputs_and_grads(
         lambda t: reference(t, geometry, True), tensors, True)
@@ -131,15 +141,15 @@ def test_export_formulation_matches_reference(name, batch):
             grads[key], value, rtol=1e-4, atol=1e-4, msg=lambda m: key + m)
 
 
-@pytest.mark.parametrize('name', ['1x1 strided, G_i=2', '3x3, G_o=2',
-                                  'depthwise 3x3', 'linear'])
+@pytest.mark.parametrize(
+    'name', ['1x1 strided, G_i=2', '3x3, G_o=2', 'depthwise 3x3', 'linear'])
 def test_matches_reference_under_bf16_autocast(name):
     tensors, geometry = make_inputs(name, 8)
     with torch.autocast('cpu', dtype=torch.bfloat16):
         expected, expected_grads = outputs_and_grads(
             lambda t: reference(t, geometry, True), tensors, True)
-        out, grads = outputs_and_grads(
-            lambda t: fast(t, geometry, True), tensors, True)
+        out, grads = outputs_and_grads(lambda t: fast(t, geometry, True),
+                                       tensors, True)
     # The convolution runs in bf16, as the reference's does; the float32
     # scale and bias then promote both results alike.
     assert out.dtype == expected.dtype
@@ -183,8 +193,8 @@ def test_engine_errors():
     tensors, geometry = make_inputs('depthwise 3x3', 2)
     with pytest.raises(ValueError, match="got 'cuda'"):
         fast(tensors, geometry, False, engine='cuda')
-    for name, wrong in (('depthwise 3x3', 'groups 16'),
-                        ('3x3, G_o=2', r'kernel \(3, 3\)'),
+    for name, wrong in (('depthwise 3x3', 'groups 16'), ('3x3, G_o=2',
+                                                         r'kernel \(3, 3\)'),
                         ('1x1 padded', r'padding \(1, 1\)')):
         tensors, geometry = make_inputs(name, 2)
         with pytest.raises(ValueError, match=f"'gemm' engine needs .*{wrong}"):

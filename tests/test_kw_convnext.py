@@ -10,9 +10,8 @@ from mmpretrain.models.backbones import ConvNeXt
 
 from mmkw.cnn import (ZERO_CELL, KWAttention, KWConv2d, get_temperature,
                       set_temperature)
-from mmkw.converters import build_model_from_config
 from mmkw.converters.convnext import detect_convnext, rename_convnext_key
-from mmkw.models import KWConvNeXt
+from mmkw.models import KWConvNeXt, build_model_from_config
 
 # A small ConvNeXt for the contract tests (64x64 inputs).
 SMALL = dict(depths=[1, 1, 2, 1], channels=[16, 32, 64, 128])
@@ -57,8 +56,8 @@ def _expected_params(backbone: KWConvNeXt, head: int) -> int:
         hidden = max(int(in_ch * 0.0625), 16)
         n = backbone.plan.warehouses[lp.warehouse_index].num_cells
         logits = lp.num_mixtures * (n + 1)
-        attention += in_ch * hidden + hidden + 2 * hidden + (
-            hidden + 1) * logits
+        attention += in_ch * hidden + hidden + 2 * hidden + (hidden +
+                                                             1) * logits
     return rest + backbone.plan.num_warehouse_params + attention + head
 
 
@@ -86,13 +85,11 @@ def test_kw1x_tiny_plan_matches_official(tiny_models):
         assert wh.num_cells == ref['n'], wh.name
         assert wh.num_mixtures == ref['m_total'], wh.name
         assert len(wh.layers) == ref['layers'], wh.name
-    assert [w.name for w in plan.warehouses][:4] == [
-        'stem', 'downsample1', 'downsample2', 'downsample3'
-    ]
+    assert [w.name for w in plan.warehouses
+            ][:4] == ['stem', 'downsample1', 'downsample2', 'downsample3']
     modules = dict(backbone.named_modules())
-    assert [lp.name for lp in plan.layers] == [
-        _module_path(ref['path']) for ref in golden['kw_layers']
-    ]
+    assert [lp.name for lp in plan.layers
+            ] == [_module_path(ref['path']) for ref in golden['kw_layers']]
     for lp, ref in zip(plan.layers, golden['kw_layers']):
         layer = modules[lp.name]
         assert isinstance(layer, KWConv2d) and layer.bias is not None
@@ -123,9 +120,8 @@ def test_kw3d4x_tiny_plan_and_parameters(tiny_models):
     plan1 = tiny_models[1.0].backbone.plan
     backbone = tiny_models[0.75].backbone
     plan = backbone.plan
-    assert [w.name for w in plan.warehouses] == [
-        w.name for w in plan1.warehouses
-    ]
+    assert [w.name
+            for w in plan.warehouses] == [w.name for w in plan1.warehouses]
     for wh, ref in zip(plan.warehouses, plan1.warehouses):
         if wh.name in ('stage2_pointwise', 'stage3_pointwise'):
             # b = 1/2 with half-gcd cells: 4x the mixtures, half the cells.
@@ -140,8 +136,9 @@ def test_kw3d4x_tiny_plan_and_parameters(tiny_models):
             assert (wh.cell_shape, wh.num_cells) == (ref.cell_shape,
                                                      ref.num_cells)
     first = plan.layer('stages.2.0.pointwise_conv1')
-    assert first.beta[:8] == [0, ZERO_CELL, ZERO_CELL, 1, 2, ZERO_CELL,
-                              ZERO_CELL, 3]
+    assert first.beta[:8] == [
+        0, ZERO_CELL, ZERO_CELL, 1, 2, ZERO_CELL, ZERO_CELL, 3
+    ]
     # Every warehouse cell is handed out exactly once.
     for wh in plan.warehouses:
         cells = [c for lp in wh.layers for c in lp.beta if c != ZERO_CELL]
@@ -165,11 +162,13 @@ def test_converter_family_renames():
                 'norm.running_mean'):
         with pytest.raises(KeyError, match=bad.replace('.', r'\.')):
             rename_convnext_key(bad)
-    keys = {'head.weight', 'norm.weight', 'downsample_layers.0.0.bias',
-            'stages.0.0.gamma'}
+    keys = {
+        'head.weight', 'norm.weight', 'downsample_layers.0.0.bias',
+        'stages.0.0.gamma'
+    }
     assert detect_convnext(keys)
-    assert not detect_convnext({'conv1.weight', 'bn1.weight', 'fc.weight',
-                                'layer1.0.conv1.bias'})
+    assert not detect_convnext(
+        {'conv1.weight', 'bn1.weight', 'fc.weight', 'layer1.0.conv1.bias'})
 
 
 def _small(**kwargs) -> KWConvNeXt:
@@ -179,8 +178,7 @@ def _small(**kwargs) -> KWConvNeXt:
 
 @pytest.mark.parametrize('gap', [True, False])
 def test_out_indices_shapes(gap):
-    model = _small(
-        out_indices=(0, 1, 2, -1), gap_before_final_norm=gap).eval()
+    model = _small(out_indices=(0, 1, 2, -1), gap_before_final_norm=gap).eval()
     assert model.out_indices == (0, 1, 2, 3)
     for i in range(4):
         assert isinstance(getattr(model, f'norm{i}'), nn.LayerNorm)
@@ -211,15 +209,16 @@ def test_frozen_stages_include_warehouses():
     model = _small(frozen_stages=2)
     model.train()
     # Stage i owns downsample_layers[i]: the stem for 0, downsample{i} else.
-    frozen_wh = {'stem', 'stage0_depthwise', 'stage0_pointwise',
-                 'downsample1', 'stage1_depthwise', 'stage1_pointwise'}
+    frozen_wh = {
+        'stem', 'stage0_depthwise', 'stage0_pointwise', 'downsample1',
+        'stage1_depthwise', 'stage1_pointwise'
+    }
     for name, weight in model.warehouse_manager.weights.items():
         assert weight.requires_grad == (name not in frozen_wh), name
     for i in range(4):
         frozen = i < 2
         for module in (model.downsample_layers[i], model.stages[i]):
-            assert all(p.requires_grad != frozen
-                       for p in module.parameters())
+            assert all(p.requires_grad != frozen for p in module.parameters())
             assert all(m.training != frozen for m in module.modules())
     out = model(torch.rand(2, 3, 64, 64))[0]
     (out * torch.randn_like(out)).sum().backward()
@@ -255,8 +254,7 @@ def test_with_cp_matches_without():
         out = model(inp)[0]
         (out * weight).sum().backward()
         outs.append(out.detach())
-        grads.append([p.grad.clone() for p in model.parameters()] +
-                     [inp.grad])
+        grads.append([p.grad.clone() for p in model.parameters()] + [inp.grad])
     assert all(block.with_cp for block in model.stages[0])
     assert all(g.abs().sum() > 0 for g in grads[0])
     torch.testing.assert_close(outs[0], outs[1])
@@ -291,19 +289,23 @@ def test_init_weights_keeps_official_kw_init():
 
 @pytest.mark.parametrize('scope', ['mmpretrain', 'mmdet', 'mmkw'])
 def test_builds_from_registries(scope):
+    import mmdet.registry
+    import mmpretrain.registry
     from mmengine.registry import DefaultScope
 
-    import mmdet.registry
     import mmkw.registry
-    import mmpretrain.registry
     registry = dict(
         mmpretrain=mmpretrain.registry.MODELS,
         mmdet=mmdet.registry.MODELS,
         mmkw=mmkw.registry.MODELS)[scope]
     with DefaultScope.overwrite_default_scope(scope):
         model = registry.build(
-            dict(type='KWConvNeXt', arch=SMALL, budget=BUDGET_3D4,
-                 out_indices=(1, 3), frozen_stages=1))
+            dict(
+                type='KWConvNeXt',
+                arch=SMALL,
+                budget=BUDGET_3D4,
+                out_indices=(1, 3),
+                frozen_stages=1))
     assert isinstance(model, KWConvNeXt)
     assert model.out_indices == (1, 3)
 
@@ -357,13 +359,16 @@ def _count_on_meta(config_or_backbone):
     return sum(p.numel() for p in model.parameters()), model
 
 
-@pytest.mark.parametrize('backbone,expected', [
-    (dict(), 39_370_674),  # the released code's layout (default)
-    (dict(warehouse_groups='paper'), 35_918_508),
-    (dict(warehouse_groups='paper',
-          budget=dict(default=1, pointwise=(1, 1, 0.5, 0.5))), 24_779_820),
-    ('kw1x-convnext-tiny-paper_32xb128_in1k.py', 32_992_964),  # 32.99M
-])
+@pytest.mark.parametrize(
+    'backbone,expected',
+    [
+        (dict(), 39_370_674),  # the released code's layout (default)
+        (dict(warehouse_groups='paper'), 35_918_508),
+        (dict(
+            warehouse_groups='paper',
+            budget=dict(default=1, pointwise=(1, 1, 0.5, 0.5))), 24_779_820),
+        ('kw1x-convnext-tiny-paper_32xb128_in1k.py', 32_992_964),  # 32.99M
+    ])
 def test_paper_layout_counts(backbone, expected):
     """The README's ConvNeXt counts: the appendix's third stage in three
     warehouse groups."""
@@ -382,8 +387,8 @@ def test_paper_layout_counts(backbone, expected):
             names.index('stage2g1_depthwise')
 
 
-@pytest.mark.parametrize('groups', ['papers', (1, 1, 3), (1, 1, 10, 1),
-                                    (1, 0, 1, 1)])
+@pytest.mark.parametrize('groups',
+                         ['papers', (1, 1, 3), (1, 1, 10, 1), (1, 0, 1, 1)])
 def test_bad_warehouse_groups(groups):
     with pytest.raises(ValueError, match='warehouse_groups must be'):
         KWConvNeXt(arch='tiny', warehouse_groups=groups)

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from mmpretrain.registry import MODELS
 
-import mmkw  # registers the KW backbones
+import mmkw  # noqa: F401  (registers the KW backbones)
 from mmkw.cnn import (KWConv1d, KWConv2d, KWLinear, WarehouseManager,
                       functional, kw_conv_implementation)
 
@@ -19,15 +19,21 @@ BACKBONES = [
     dict(type='KWResNet', depth=50, base_channels=8, stem_channels=8),
     dict(type='KWMobileNetV2', widen_factor=0.25),
     dict(type='KWMobileNetV2', widen_factor=0.25, attention_type='kw_star'),
-    dict(type='KWConvNeXt', arch=dict(depths=[1, 1, 1, 1],
-                                      channels=[16, 32, 64, 128])),
-    dict(type='KWVisionTransformer', arch='deit-tiny', img_size=32,
-         patch_size=8),
+    dict(
+        type='KWConvNeXt',
+        arch=dict(depths=[1, 1, 1, 1], channels=[16, 32, 64, 128])),
+    dict(
+        type='KWVisionTransformer',
+        arch='deit-tiny',
+        img_size=32,
+        patch_size=8),
 ]
 
 
-@pytest.mark.parametrize('cfg', BACKBONES, ids=lambda c: c['type'] + str(
-    c.get('depth', c.get('attention_type', ''))))
+@pytest.mark.parametrize(
+    'cfg',
+    BACKBONES,
+    ids=lambda c: c['type'] + str(c.get('depth', c.get('attention_type', ''))))
 def test_empty_batch_flows_like_through_the_plain_network(cfg):
     model = MODELS.build(cfg).train()
     x = torch.randn(0, 3, 32, 32, requires_grad=True)
@@ -64,8 +70,8 @@ def test_empty_batch_every_layer_kind(implementation):
         assert net.conv2d(torch.randn(0, 4, 9, 9)).shape == (0, 8, 5, 5)
         assert net.linear(torch.randn(0, 4)).shape == (0, 6)
         assert net.linear(torch.randn(0, 5, 4)).shape == (0, 5, 6)
-        out = net.conv2d(torch.randn(0, 4, 9, 9), torch.ones(8),
-                         torch.zeros(8))
+        out = net.conv2d(
+            torch.randn(0, 4, 9, 9), torch.ones(8), torch.zeros(8))
         assert out.shape == (0, 8, 5, 5)
     # Non-empty batches still take their usual shapes.
     assert net.linear(torch.randn(3, 5, 4)).shape == (3, 5, 6)

@@ -18,10 +18,16 @@ class TinyNet(nn.Module):
 
     def __init__(self, budget=1.0, groups=1, bias=False, **manager_kwargs):
         super().__init__()
-        self.a = KWConv2d(8, 16, 3, padding=1, groups=groups, bias=bias,
-                          warehouse='w')
-        self.b = KWConv2d(16, 16, (3, 1), padding=(1, 0), stride=2,
-                          groups=groups, bias=bias, warehouse='w')
+        self.a = KWConv2d(
+            8, 16, 3, padding=1, groups=groups, bias=bias, warehouse='w')
+        self.b = KWConv2d(
+            16,
+            16, (3, 1),
+            padding=(1, 0),
+            stride=2,
+            groups=groups,
+            bias=bias,
+            warehouse='w')
         self.manager = WarehouseManager(budget=budget, **manager_kwargs)
         self.manager.declare('w')
         self.plan = self.manager.bind(self)
@@ -77,9 +83,9 @@ def test_conv2d_at_tau_one_is_a_plain_conv(groups, bias):
     for name in ('a', 'b'):
         layer = getattr(net, name)
         beta = net.plan.layer(name).beta
-        expected = F.conv2d(x, cut_kernel(layer, beta), layer.bias,
-                            layer.stride, layer.padding, layer.dilation,
-                            groups)
+        expected = F.conv2d(x, cut_kernel(layer,
+                                          beta), layer.bias, layer.stride,
+                            layer.padding, layer.dilation, groups)
         assert torch.allclose(layer(x), expected, atol=1e-5)
         x = expected
 
@@ -90,14 +96,18 @@ def test_conv1d_and_linear_at_tau_one():
     set_temperature(net, 1.0)
     x = torch.randn(3, 6, 5)
     conv = net.conv
-    expected = F.conv1d(x, cut_kernel(conv, net.manager.plan.layer('conv').beta),
-                        conv.bias, padding=1)
+    expected = F.conv1d(
+        x,
+        cut_kernel(conv,
+                   net.manager.plan.layer('conv').beta),
+        conv.bias,
+        padding=1)
     assert torch.allclose(conv(x), expected, atol=1e-5)
     fc = net.fc
     weight = cut_kernel(fc, net.manager.plan.layer('fc').beta)[..., 0]
     feats = torch.randn(3, 4, 12)
-    assert torch.allclose(fc(feats), F.linear(feats, weight, fc.bias),
-                          atol=1e-5)
+    assert torch.allclose(
+        fc(feats), F.linear(feats, weight, fc.bias), atol=1e-5)
     assert fc(feats[:, 0]).shape == (3, 10)
 
 
@@ -110,9 +120,9 @@ def test_assembly_index_order():
     batch = 2
     alpha = torch.randn(batch * m, n)
     warehouse = torch.randn(n, c_o, c_i, 1, 1)
-    got = assemble_kernels(alpha, warehouse,
-                           ConvGeometry(weight_shape, (1, 1), (0, 0), (1, 1),
-                                        1, split))
+    got = assemble_kernels(
+        alpha, warehouse,
+        ConvGeometry(weight_shape, (1, 1), (0, 0), (1, 1), 1, split))
     expected = torch.zeros(batch, *weight_shape)
     for b in range(batch):
         for j in range(m):
@@ -144,9 +154,10 @@ def test_nonlocal_basis():
         assert att.fc3.weight.shape == (n - local, basis)
         assert att.basis_bias.shape == (m * (n + 1), )
         hidden = att.hidden_channels
-        expected = (att.fc1.weight.numel() + 2 * hidden +
-                    (local + basis + 1) * m * hidden + (n - local) * basis +
-                    m * (n + 1))
+        expected = (
+            att.fc1.weight.numel() + 2 * hidden +
+            (local + basis + 1) * m * hidden + (n - local) * basis + m *
+            (n + 1))
         assert sum(p.numel() for p in att.parameters()) == expected
         x = torch.randn(2, getattr(net, name).in_channels, 5, 5)
         assert att(x).alpha.shape == (2 * m, n)
@@ -173,8 +184,7 @@ def test_deepcopy_keeps_sharing_inside_the_copy():
     assert twin.manager.weights['w'] is not net.manager.weights['w']
     with torch.no_grad():
         twin.manager.weights['w'].mul_(2)
-    assert torch.equal(twin.a.warehouse_weight(),
-                       2 * net.a.warehouse_weight())
+    assert torch.equal(twin.a.warehouse_weight(), 2 * net.a.warehouse_weight())
     assert torch.equal(net(x), before)
     assert not torch.allclose(twin(x), before)
 
@@ -257,7 +267,7 @@ def test_every_parameter_gets_a_gradient(budget, tau):
     set_temperature(net, tau)
     net.train()
     out = net(torch.randn(3, 8, 6, 6))
-    (out ** 2).mean().backward()
+    (out**2).mean().backward()
     for name, p in net.named_parameters():
         assert p.grad is not None, name
         assert torch.isfinite(p.grad).all(), name

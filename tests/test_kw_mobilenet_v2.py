@@ -6,16 +6,15 @@ import pytest
 import torch
 import torch.nn as nn
 from helpers import (CONFIG_DIR, golden_config_name, load_golden,
-                      load_golden_plan, num_threads)
+                     load_golden_plan, num_threads)
 
 import mmkw
 from mmkw.cnn import ZERO_CELL, KWAttention, KWConvNd, WarehouseManager
-from mmkw.converters import (build_model_from_config,
-                             convert_official_state_dict, detect_family,
+from mmkw.converters import (convert_official_state_dict, detect_family,
                              find_matching_config, model_warehouse_keys)
 from mmkw.converters.mobilenet_v2 import (MOBILENET_V2_FAMILY,
                                           rename_mobilenet_v2_key)
-from mmkw.models import KWLinearClsHead, KWMobileNetV2
+from mmkw.models import KWLinearClsHead, KWMobileNetV2, build_model_from_config
 
 # Blocks per inverted-residual setting of MobileNetV2.
 _BLOCKS = [row[2] for row in KWMobileNetV2.arch_settings]
@@ -73,9 +72,8 @@ def test_parameter_counts(name):
     warehouses = sum(m.weights[wh.name].numel() for _, m in _managers(model)
                      for wh in m.plan.warehouses)
     assert warehouses == golden['params_warehouses']
-    attention = sum(
-        p.numel() for m in model.modules() if isinstance(m, KWAttention)
-        for p in m.parameters())
+    attention = sum(p.numel() for m in model.modules()
+                    if isinstance(m, KWAttention) for p in m.parameters())
     assert attention == golden['params_attention']
 
 
@@ -99,14 +97,14 @@ def test_plan_matches_official(name):
         assert len(wh.layers) == ref['layers'], wh.name
 
     # KW layers: same modules, in the same order, with the same geometry.
-    assert [path for path, _, _ in layers] == [
-        _official_path(ref['path']) for ref in golden['kw_layers']
-    ]
+    assert [path for path, _, _ in layers
+            ] == [_official_path(ref['path']) for ref in golden['kw_layers']]
     for (path, lp, index), ref in zip(layers, golden['kw_layers']):
         layer = model.get_submodule(path)
         assert isinstance(layer, KWConvNd)
-        assert (layer.in_channels, layer.out_channels) == (
-            ref['in_channels'], ref['out_channels']), path
+        assert (layer.in_channels,
+                layer.out_channels) == (ref['in_channels'],
+                                        ref['out_channels']), path
         assert list(layer.kernel_size) == ref['kernel_size'], path
         assert list(layer.stride) == ref['stride'], path
         assert list(layer.padding) == ref['padding'], path
@@ -119,8 +117,8 @@ def test_plan_matches_official(name):
         ], path
         assert lp.beta == ref['beta'], path
         assert layer.attention.hidden_channels == ref['attention_hidden']
-        assert (layer.attention.num_local_cells is not None) == ref[
-            'nonlocal_basis']
+        assert (layer.attention.num_local_cells
+                is not None) == ref['nonlocal_basis']
 
     # Plain layers: ordinary convs / linears where the official ones are.
     for ref in golden['plain_layers']:
@@ -130,9 +128,9 @@ def test_plan_matches_official(name):
         assert list(layer.weight.shape) == ref['shape'], ref['path']
     plain = [
         m for m in model.modules()
-        if type(m) in (nn.Conv2d, nn.Linear)
-        and not any(m is a for att in model.modules()
-                    if isinstance(att, KWAttention) for a in att.modules())
+        if type(m) in (nn.Conv2d, nn.Linear) and not any(
+            m is a for att in model.modules() if isinstance(att, KWAttention)
+            for a in att.modules())
     ]
     assert len(plain) == len(golden['plain_layers'])
 
@@ -231,8 +229,8 @@ def test_find_matching_config_with_kw_head():
 
 
 @pytest.mark.parametrize('widen_factor, expected', [
-    (1.0, [(16, 32), (24, 16), (32, 8), (64, 4), (96, 4), (160, 2),
-           (320, 2), (1280, 2)]),
+    (1.0, [(16, 32), (24, 16), (32, 8), (64, 4), (96, 4), (160, 2), (320, 2),
+           (1280, 2)]),
     (0.5, [(8, 32), (16, 16), (16, 8), (32, 4), (48, 4), (80, 2), (160, 2),
            (1280, 2)]),
 ])
@@ -252,8 +250,7 @@ def test_out_indices_shapes(widen_factor, expected):
 def test_frozen_stages_freeze_warehouses(budget):
     torch.manual_seed(0)
     model = KWMobileNetV2(
-        widen_factor=0.5, budget=budget, frozen_stages=2,
-        out_indices=(1, 2))
+        widen_factor=0.5, budget=budget, frozen_stages=2, out_indices=(1, 2))
     model.train()
     frozen = set(model.frozen_warehouses())
     assert 'stem' in frozen and 'stage1_dw' in frozen
@@ -312,8 +309,8 @@ def test_with_cp_equals_without():
         out = model(inputs)
         sum(o.square().sum() for o in out).backward()
         outs.append([o.detach() for o in out])
-        grads.append((inputs.grad,
-                      model.warehouse_manager.weights['stage3_pw'].grad))
+        grads.append(
+            (inputs.grad, model.warehouse_manager.weights['stage3_pw'].grad))
     for a, b in zip(*outs):
         torch.testing.assert_close(a, b)
     for a, b in zip(*grads):
@@ -332,8 +329,11 @@ def test_other_budgets(budget):
 
 
 def test_separate_pointwise_and_attention_init():
-    shared = KWMobileNetV2(widen_factor=0.5, budget=4.0,
-                           separate_pointwise=False, attention_init=False)
+    shared = KWMobileNetV2(
+        widen_factor=0.5,
+        budget=4.0,
+        separate_pointwise=False,
+        attention_init=False)
     names = [wh.name for wh in shared.plan.warehouses]
     assert 'stage3_pw' in names and 'stage3_expand' not in names
     assert mmkw.get_temperature(shared) == 0.0
@@ -356,15 +356,15 @@ def test_kw_head_follows_temperature():
     weight = torch.cat([
         torch.zeros(1000, 32) if cell == ZERO_CELL else cells[cell]
         for cell in beta
-    ], dim=1)
+    ],
+                       dim=1)
     with torch.no_grad():
         torch.testing.assert_close(
             head((feats, )), feats @ weight.T + head.fc.bias)
 
     # The model-wide setter drives the head like the backbone.
     model = nn.ModuleDict(
-        dict(backbone=KWMobileNetV2(widen_factor=0.5, budget=0.5),
-             head=head))
+        dict(backbone=KWMobileNetV2(widen_factor=0.5, budget=0.5), head=head))
     assert mmkw.set_temperature(model, 0.25) == 26  # 25 in the backbone
     assert float(head.fc.attention.temperature) == 0.25
     assert mmkw.get_temperature(model) == 0.25
@@ -410,4 +410,3 @@ def test_bad_arguments(kwargs, value):
     with pytest.raises(ValueError, match=value) as info:
         KWMobileNetV2(**dict(dict(widen_factor=0.5), **kwargs))
     assert value in str(info.value)
-

@@ -5,14 +5,13 @@ import textwrap
 
 import pytest
 import torch
-from helpers import (REPO_ROOT, assert_plan_matches_golden,
-                      golden_config_name, golden_plan_names, load_golden_plan)
+from helpers import (REPO_ROOT, assert_plan_matches_golden, golden_config_name,
+                     golden_plan_names, load_golden_plan)
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import DefaultScope
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmkw.converters import build_model_from_config
-from mmkw.models import KWResNet
+from mmkw.models import KWResNet, build_model_from_config
 
 RESNET_PLANS = golden_plan_names('resnet')
 
@@ -31,24 +30,28 @@ def test_config_matches_golden(name):
         assert attention.hidden_channels == ref['attention_hidden']
         assert (attention.num_local_cells is not None) == \
             ref['nonlocal_basis']
-    plain = {name for name, m in model.backbone.named_modules()
-             if type(m) is torch.nn.Conv2d}
-    assert plain == {p['path'] for p in golden['plain_layers']
-                     if p['type'] == 'Conv2d'}
+    plain = {
+        name
+        for name, m in model.backbone.named_modules()
+        if type(m) is torch.nn.Conv2d
+    }
+    assert plain == {
+        p['path']
+        for p in golden['plain_layers'] if p['type'] == 'Conv2d'
+    }
 
 
 @pytest.mark.parametrize('depth, channels', [(18, (64, 128, 256, 512)),
                                              (50, (256, 512, 1024, 2048))])
 def test_out_indices(depth, channels):
-    model = KWResNet(depth, budget=0.25 if depth == 18 else 0.5,
-                     out_indices=(0, 1, 2, 3))
+    model = KWResNet(
+        depth, budget=0.25 if depth == 18 else 0.5, out_indices=(0, 1, 2, 3))
     model.eval()
     with torch.no_grad():
         outs = model(torch.rand(1, 3, 64, 64))
-    assert [tuple(o.shape) for o in outs] == [
-        (1, c, 64 // 2**(i + 2), 64 // 2**(i + 2))
-        for i, c in enumerate(channels)
-    ]
+    assert [tuple(o.shape)
+            for o in outs] == [(1, c, 64 // 2**(i + 2), 64 // 2**(i + 2))
+                               for i, c in enumerate(channels)]
 
 
 @pytest.fixture(scope='module')
@@ -126,8 +129,7 @@ def test_registry():
     for scope in ('mmpretrain', 'mmdet'):
         with DefaultScope.overwrite_default_scope(scope):
             assert _is_resnet18(MMENGINE_MODELS.build(cfg))
-    assert _is_resnet18(
-        MMENGINE_MODELS.build(dict(cfg, type='mmkw.KWResNet')))
+    assert _is_resnet18(MMENGINE_MODELS.build(dict(cfg, type='mmkw.KWResNet')))
 
 
 def test_config_with_custom_imports_only(tmp_path):

@@ -16,8 +16,14 @@ class StarNet(nn.Module):
 
     def __init__(self, groups=1, bias=True):
         super().__init__()
-        self.conv = KWConv2d(8, 16 if groups == 1 else 8, 3, padding=1,
-                             groups=groups, bias=bias, warehouse='w')
+        self.conv = KWConv2d(
+            8,
+            16 if groups == 1 else 8,
+            3,
+            padding=1,
+            groups=groups,
+            bias=bias,
+            warehouse='w')
         self.warehouse_manager = WarehouseManager(attention_type='kw_star')
         self.warehouse_manager.declare('w')
         self.warehouse_manager.bind(self)
@@ -37,13 +43,14 @@ def _odconv_style(layer, x):
     filter_ = torch.sigmoid(att.filter_fc(hidden))
     spatial = torch.sigmoid(att.spatial_fc(hidden))
     batch = x.shape[0]
-    kernels = assemble_kernels(alpha, layer.warehouse_weight(),
-                               layer.geometry)
+    kernels = assemble_kernels(alpha, layer.warehouse_weight(), layer.geometry)
     kernels = kernels.reshape(batch, -1, *kernels.shape[1:-2], 3, 3) * \
         spatial.reshape(batch, 1, 1, 3, 3)
-    out = F.conv2d((x * channel[:, :, None, None]).reshape(1, -1, 6, 6),
-                   kernels.reshape(-1, *kernels.shape[2:]), padding=1,
-                   groups=layer.groups * batch)
+    out = F.conv2d(
+        (x * channel[:, :, None, None]).reshape(1, -1, 6, 6),
+        kernels.reshape(-1, *kernels.shape[2:]),
+        padding=1,
+        groups=layer.groups * batch)
     out = out.reshape(batch, -1, 6, 6) * filter_[:, :, None, None]
     return out + layer.bias[None, :, None, None]
 
@@ -86,14 +93,15 @@ def test_pointwise_layers_have_no_spatial_head():
 def test_mobilenet_v2_kwstar4x_count():
     """Paper: 12.51M (KW 4x: 11.38M)."""
     for config, expected in (('kwstar4x-mobilenet-v2_8xb32_in1k.py',
-                              12_506_955),
-                             ('kw4x-mobilenet-v2_8xb32_in1k.py',
-                              11_379_382)):
+                              12_506_955), ('kw4x-mobilenet-v2_8xb32_in1k.py',
+                                            11_379_382)):
         model = build_model_from_config(CONFIG_DIR / config, device='meta')
         assert sum(p.numel() for p in model.parameters()) == expected
 
 
 def test_bad_attention_type():
-    with pytest.raises(ValueError, match="attention_type must be one of "
-                       r"\['kw', 'kw_star'\], got 'od'"):
+    with pytest.raises(
+            ValueError,
+            match="attention_type must be one of "
+            r"\['kw', 'kw_star'\], got 'od'"):
         WarehouseManager(attention_type='od')

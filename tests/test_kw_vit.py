@@ -42,8 +42,9 @@ def test_layout_value_and_mlp_only():
     assert isinstance(block.ffn.layers[0][0], KWLinear)
     assert isinstance(block.ffn.layers[1], KWLinear)
     names = [wh.name for wh in vit.plan.warehouses]
-    assert names == ['group0_value', 'group0_mlp', 'group1_value',
-                     'group1_mlp']
+    assert names == [
+        'group0_value', 'group0_mlp', 'group1_value', 'group1_mlp'
+    ]
     assert block.attn.qkv.v.warehouse == 'group1_value'
     # The attention pools over every token (class token included).
     x = torch.rand(2, 5, 192)
@@ -62,8 +63,8 @@ def test_split_qkv_is_the_fused_projection():
 
 
 def test_frozen_stages_freeze_their_warehouses():
-    vit = KWVisionTransformer(arch='deit-tiny', img_size=32, patch_size=16,
-                              frozen_stages=2)
+    vit = KWVisionTransformer(
+        arch='deit-tiny', img_size=32, patch_size=16, frozen_stages=2)
     weights = vit.warehouse_manager.weights
     assert not weights['group0_value'].requires_grad
     assert not weights['group0_mlp'].requires_grad
@@ -81,8 +82,8 @@ def test_frozen_stages_freeze_their_warehouses():
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        KWVisionTransformer(arch='deit-tiny', img_size=32, patch_size=16,
-                            **kwargs)
+        KWVisionTransformer(
+            arch='deit-tiny', img_size=32, patch_size=16, **kwargs)
 
 
 @pytest.mark.parametrize('config', sorted(COUNTS))

@@ -16,15 +16,14 @@ TINY = dict(depth=18, base_channels=8, stem_channels=8)
 
 def _save(tmp_path, name, state, prefix='backbone.'):
     path = tmp_path / name
-    torch.save({'state_dict': {prefix + k: v for k, v in state.items()}},
-               path)
+    torch.save({'state_dict': {prefix + k: v for k, v in state.items()}}, path)
     return str(path)
 
 
 def _pretrained(path, **kwargs):
     cfg = dict(type='KWResNet', **TINY, **kwargs)
-    cfg['init_cfg'] = dict(type='Pretrained', checkpoint=path,
-                           prefix='backbone.')
+    cfg['init_cfg'] = dict(
+        type='Pretrained', checkpoint=path, prefix='backbone.')
     return MODELS.build(cfg)
 
 
@@ -41,8 +40,10 @@ def test_other_budget_refused(tmp_path):
     source = MODELS.build(dict(type='KWResNet', **TINY))
     path = _save(tmp_path, 'kw1x.pth', source.state_dict())
     model = _pretrained(path, budget=2.0)
-    with pytest.raises(ValueError, match=r"'warehouse_manager.weights.stage0'"
-                       r".*\[56, 8, 8, 1, 1\].*\[112, 8, 8, 1, 1\]"):
+    with pytest.raises(
+            ValueError,
+            match=r"'warehouse_manager.weights.stage0'"
+            r".*\[56, 8, 8, 1, 1\].*\[112, 8, 8, 1, 1\]"):
         model.init_weights()
 
 
@@ -57,9 +58,10 @@ def test_missing_warehouse_refused(tmp_path):
 def test_plain_network_checkpoint_refused(tmp_path):
     plain = ResNet(**TINY).state_dict()
     model = _pretrained(_save(tmp_path, 'plain.pth', plain))
-    with pytest.raises(ValueError,
-                       match=r"plain kernel 'layer1.0.conv1.weight' for a KW "
-                       r"layer.*plain network's checkpoint"):
+    with pytest.raises(
+            ValueError,
+            match=r"plain kernel 'layer1.0.conv1.weight' for a KW "
+            r"layer.*plain network's checkpoint"):
         model.init_weights()
 
 
@@ -95,8 +97,9 @@ def test_empty_checkpoint_refused_non_strict(tmp_path):
     with pytest.raises(ValueError, match='holds no weights at all'):
         load_checkpoint(model, str(path), strict=False)
     mmkw.cnn.note_checkpoint_source(None)  # a state dict from no file
-    with pytest.raises(ValueError, match="no key under "
-                       "'warehouse_manager.weights.'"):
+    with pytest.raises(
+            ValueError, match="no key under "
+            "'warehouse_manager.weights.'"):
         model.load_state_dict({}, strict=False)
 
 
@@ -154,8 +157,10 @@ def test_detector_checkpoint_into_bare_backbone_names_the_prefix(tmp_path):
     source = MODELS.build(dict(type='KWResNet', **TINY))
     path = _save(tmp_path, 'detector.pth', source.state_dict())
     model = MODELS.build(
-        dict(type='KWResNet', **TINY,
-             init_cfg=dict(type='Pretrained', checkpoint=path)))
+        dict(
+            type='KWResNet',
+            **TINY,
+            init_cfg=dict(type='Pretrained', checkpoint=path)))
     with pytest.raises(ValueError, match=r"prefix='backbone\.'"):
         model.init_weights()
 

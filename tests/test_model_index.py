@@ -26,9 +26,8 @@ def _entries():
 
 ENTRIES = {entry['Name']: entry for entry in _entries()}
 CONFIGS = sorted(
-    osp.relpath(p, REPO_ROOT)
-    for p in glob.glob(str(REPO_ROOT / 'configs' / '**' / '*.py'),
-                       recursive=True)
+    osp.relpath(p, REPO_ROOT) for p in glob.glob(
+        str(REPO_ROOT / 'configs' / '**' / '*.py'), recursive=True)
     if '_base_' not in p)
 
 

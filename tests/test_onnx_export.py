@@ -19,17 +19,21 @@ from mmkw.deployment import build_export_model, export_onnx
 SHAPE = (32, 32)
 # name: (config, overrides of cfg.model)
 MODELS_TO_EXPORT = {
-    'resnet18': ('kw1x-resnet18_8xb32_in1k.py',
-                 dict(head=dict(num_classes=4))),
+    'resnet18':
+    ('kw1x-resnet18_8xb32_in1k.py', dict(head=dict(num_classes=4))),
     # KW classifier head (KWLinear) included.
-    'mobilenet_v2': ('kw1d2x-mobilenet-v2_8xb32_in1k.py',
-                     dict(head=dict(num_classes=4))),
+    'mobilenet_v2':
+    ('kw1d2x-mobilenet-v2_8xb32_in1k.py', dict(head=dict(num_classes=4))),
     'convnext': ('kw1x-convnext-tiny_32xb128_in1k.py',
-                 dict(backbone=dict(arch=dict(_delete_=True, depths=[1, 1, 2, 1],
-                                              channels=[16, 32, 64, 128])),
-                      head=dict(num_classes=4, in_channels=128))),
-    'mask_rcnn_backbone_neck': ('demo/mask-rcnn_kw1x-r18_demo-shapes.py',
-                                dict()),
+                 dict(
+                     backbone=dict(
+                         arch=dict(
+                             _delete_=True,
+                             depths=[1, 1, 2, 1],
+                             channels=[16, 32, 64, 128])),
+                     head=dict(num_classes=4, in_channels=128))),
+    'mask_rcnn_backbone_neck':
+    ('demo/mask-rcnn_kw1x-r18_demo-shapes.py', dict()),
 }
 
 
@@ -67,7 +71,9 @@ def _assert_onnxruntime_matches(onnx_file, model, batches):
         for out, ref in zip(outputs, expected):
             assert out.shape == tuple(ref.shape)
             np.testing.assert_allclose(
-                out, ref.numpy(), rtol=1e-4,
+                out,
+                ref.numpy(),
+                rtol=1e-4,
                 atol=1e-5 * float(ref.abs().max()))
 
 
@@ -77,8 +83,8 @@ def test_export_with_dynamic_batch_matches_pytorch(name, tmp_path, load_tool,
     config, checkpoint = _config_and_checkpoint(tmp_path, name)
     onnx_file = str(tmp_path / 'model.onnx')
     load_tool('deployment/pytorch2onnx').main([
-        config, checkpoint, '--out', onnx_file, '--shape',
-        *map(str, SHAPE), '--dynamic-batch', '--verify'
+        config, checkpoint, '--out', onnx_file, '--shape', *map(str, SHAPE),
+        '--dynamic-batch', '--verify'
     ])
     printed = capsys.readouterr().out
     assert 'batch 1: max relative difference' in printed
@@ -87,12 +93,13 @@ def test_export_with_dynamic_batch_matches_pytorch(name, tmp_path, load_tool,
     batch_dim = graph.input[0].type.tensor_type.shape.dim[0]
     assert batch_dim.dim_param and not batch_dim.dim_value
     model = build_export_model(config, checkpoint)
-    assert {m.temperature.item() for m in model.modules()
-            if hasattr(m, 'temperature')} == {0.0}
+    assert {
+        m.temperature.item()
+        for m in model.modules() if hasattr(m, 'temperature')
+    } == {0.0}
     _assert_onnxruntime_matches(onnx_file, model, (1, 4))
     if name == 'mask_rcnn_backbone_neck':
-        assert [o.name for o in graph.output] == [f'feat{i}'
-                                                  for i in range(5)]
+        assert [o.name for o in graph.output] == [f'feat{i}' for i in range(5)]
     else:
         assert [o.name for o in graph.output] == ['logits']
 
@@ -100,11 +107,15 @@ def test_export_with_dynamic_batch_matches_pytorch(name, tmp_path, load_tool,
 def test_torchscript_exporter_and_fixed_batch(tmp_path):
     config, checkpoint = _config_and_checkpoint(tmp_path, 'resnet18')
     model = build_export_model(config, checkpoint)
-    dynamic = export_onnx(model, str(tmp_path / 'dynamic.onnx'), SHAPE,
-                          dynamic_batch=True, dynamo=False)
+    dynamic = export_onnx(
+        model,
+        str(tmp_path / 'dynamic.onnx'),
+        SHAPE,
+        dynamic_batch=True,
+        dynamo=False)
     _assert_onnxruntime_matches(dynamic, model, (1, 4))
-    fixed = export_onnx(model, str(tmp_path / 'fixed.onnx'), SHAPE,
-                        batch_size=3)
+    fixed = export_onnx(
+        model, str(tmp_path / 'fixed.onnx'), SHAPE, batch_size=3)
     dim = onnx.load(fixed).graph.input[0].type.tensor_type.shape.dim[0]
     assert dim.dim_value == 3
     _assert_onnxruntime_matches(fixed, model, (3, ))
@@ -125,8 +136,11 @@ def test_bad_arguments(tmp_path, load_tool):
 def test_kw_star_exports_with_a_dynamic_batch(tmp_path):
     """KW* layers (ODConv heads around the KW conv) export too."""
     backbone = MODELS.build(
-        dict(type='mmpretrain.KWMobileNetV2', widen_factor=0.5,
-             attention_type='kw_star', out_indices=(2, ))).eval()
+        dict(
+            type='mmpretrain.KWMobileNetV2',
+            widen_factor=0.5,
+            attention_type='kw_star',
+            out_indices=(2, ))).eval()
     set_temperature(backbone, 0.5)  # untrained, tau 0 would output ~0
 
     class FirstOutput(torch.nn.Module):
@@ -139,6 +153,10 @@ def test_kw_star_exports_with_a_dynamic_batch(tmp_path):
             return self.backbone(x)[0]
 
     model = FirstOutput().eval()
-    onnx_file = export_onnx(model, str(tmp_path / 'kw_star.onnx'), SHAPE,
-                            dynamic_batch=True, dynamo=False)
+    onnx_file = export_onnx(
+        model,
+        str(tmp_path / 'kw_star.onnx'),
+        SHAPE,
+        dynamic_batch=True,
+        dynamo=False)
     _assert_onnxruntime_matches(onnx_file, model, (1, 4))

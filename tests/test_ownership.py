@@ -14,8 +14,12 @@ from mmkw.cnn import KWConvNd
 
 # The module (``torch.nn.parallel.replicate`` names the function).
 replicate_module = importlib.import_module('torch.nn.parallel.replicate')
-TINY = dict(type='KWResNet', depth=18, base_channels=8, stem_channels=8,
-            out_indices=(3, ))
+TINY = dict(
+    type='KWResNet',
+    depth=18,
+    base_channels=8,
+    stem_channels=8,
+    out_indices=(3, ))
 
 
 def _layers(model):
@@ -73,14 +77,23 @@ def test_manager_checks_the_checkpoint_where_pytorch_loads_it():
     # Under any prefix: the manager receives its own.
     wrapper = nn.Module()
     wrapper.backbone = MODELS.build(dict(TINY, budget=2.0))
-    with pytest.raises(ValueError, match=r"'backbone.warehouse_manager."
-                       r"weights.stage0' has shape \[56, 8, 8, 1, 1\]"):
-        wrapper.load_state_dict({'backbone.' + k: v for k, v in state.items()},
+    with pytest.raises(
+            ValueError,
+            match=r"'backbone.warehouse_manager."
+            r"weights.stage0' has shape \[56, 8, 8, 1, 1\]"):
+        wrapper.load_state_dict({
+            'backbone.' + k: v
+            for k, v in state.items()
+        },
                                 strict=False)
-    numbered = {k.replace('weights.stage', 'weights.'): v
-                for k, v in state.items()}
-    with pytest.raises(ValueError, match='numbered warehouses come from an '
-                       'unconverted official checkpoint'):
+    numbered = {
+        k.replace('weights.stage', 'weights.'): v
+        for k, v in state.items()
+    }
+    with pytest.raises(
+            ValueError,
+            match='numbered warehouses come from an '
+            'unconverted official checkpoint'):
         MODELS.build(TINY).load_state_dict(numbered, strict=False)
     # No load pre-hooks left on the network.
     assert not model._load_state_dict_pre_hooks

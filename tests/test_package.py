@@ -18,8 +18,14 @@ pytestmark = pytest.mark.xdist_group('wheel')
 def _run(cmd, cwd, **kwargs):
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
     env['OMP_NUM_THREADS'] = '1'
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True,
-                            text=True, timeout=600, **kwargs)
+    result = subprocess.run(
+        cmd,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kwargs)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -30,36 +36,51 @@ def venv(tmp_path_factory):
     files) installed with --no-deps into a new venv; yields its python."""
     root = tmp_path_factory.mktemp('package')
     source = root / 'source'
-    files = subprocess.run(
-        ['git', 'ls-files', '-co', '--exclude-standard'], cwd=REPO_ROOT,
-        capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'],
+                           cwd=REPO_ROOT,
+                           capture_output=True,
+                           text=True,
+                           check=True).stdout.split()
     for name in files:
         if (REPO_ROOT / name).is_file():
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO_ROOT / name, source / name)
-    _run([sys.executable, '-m', 'pip', 'wheel', '--no-deps',
-          '--no-build-isolation', '-q', '-w', str(root / 'dist'),
-          str(source)], cwd=root)
+    _run([
+        sys.executable, '-m', 'pip', 'wheel', '--no-deps',
+        '--no-build-isolation', '-q', '-w',
+        str(root / 'dist'),
+        str(source)
+    ],
+         cwd=root)
     wheel = next((root / 'dist').glob('mmkw-*.whl'))
-    _run([sys.executable, '-m', 'venv', '--without-pip', str(root / 'venv')],
+    _run([sys.executable, '-m', 'venv', '--without-pip',
+          str(root / 'venv')],
          cwd=root)
     python = root / 'venv' / 'bin' / 'python'
-    site = _run([str(python), '-c',
-                 'import sysconfig; print(sysconfig.get_path("purelib"))'],
+    site = _run([
+        str(python), '-c',
+        'import sysconfig; print(sysconfig.get_path("purelib"))'
+    ],
                 cwd=root).strip()
     # The stack, without the checkout's editable mmkw (a plain path entry:
     # the .pth files of that directory are not run).
     with open(os.path.join(site, 'stack.pth'), 'w') as f:
         f.write(sysconfig.get_path('purelib') + '\n')
-    _run([sys.executable, '-m', 'pip', 'install', '--no-deps', '-q',
-          '--target', site, str(wheel)], cwd=root)
+    _run([
+        sys.executable, '-m', 'pip', 'install', '--no-deps', '-q', '--target',
+        site,
+        str(wheel)
+    ],
+         cwd=root)
     shutil.copy(wheel, root / 'venv')
     return python, root
 
 
 def test_wheel_carries_configs_tools_and_index(venv):
     python, root = venv
-    listing = _run([str(python), '-c', textwrap.dedent('''
+    listing = _run([
+        str(python), '-c',
+        textwrap.dedent('''
         import mmkw, os.path as osp
         pkg = osp.dirname(mmkw.__file__)
         print(pkg)
@@ -67,7 +88,9 @@ def test_wheel_carries_configs_tools_and_index(venv):
                   'configs/_base_/imagenet_runtime.py', 'tools/train.py',
                   'model-index.yml', 'configs/metafiles/kw-resnet.yml'):
             print(p, osp.isfile(osp.join(pkg, '.mim', p)))
-        ''')], cwd=root)
+        ''')
+    ],
+                   cwd=root)
     assert str(REPO_ROOT) not in listing.splitlines()[0]
     assert 'False' not in listing
 
@@ -77,16 +100,20 @@ def test_user_config_inherits_an_mmkw_config(venv):
     python, root = venv
     user = root / 'user'
     user.mkdir(exist_ok=True)
-    (user / 'my_kw2x.py').write_text(textwrap.dedent('''
+    (user / 'my_kw2x.py').write_text(
+        textwrap.dedent('''
         _base_ = 'mmkw::kw1x-resnet18_8xb32_in1k.py'
         custom_imports = dict(imports=['mmkw'], allow_failed_imports=False)
         model = dict(backbone=dict(budget=2.0))
         '''))
-    (user / 'my_demo.py').write_text(textwrap.dedent('''
+    (user / 'my_demo.py').write_text(
+        textwrap.dedent('''
         _base_ = 'mmkw::demo/mask-rcnn_kw1x-r18_demo-shapes.py'
         model = dict(backbone=dict(budget=0.5))
         '''))
-    out = _run([str(python), '-c', textwrap.dedent('''
+    out = _run([
+        str(python), '-c',
+        textwrap.dedent('''
         import sys
         from mmengine.config import Config
         from mmengine.registry import MODELS, DefaultScope
@@ -97,14 +124,19 @@ def test_user_config_inherits_an_mmkw_config(venv):
                 model = MODELS.build(cfg.model)
             print(type(model).__name__, type(model.backbone).__name__,
                   model.backbone.warehouse_manager.budget)
-        ''')], cwd=user)
-    assert out.split('\n')[:2] == ['ImageClassifier KWResNet 2.0',
-                                   'MaskRCNN KWResNet 0.5']
+        ''')
+    ],
+               cwd=user)
+    assert out.split('\n')[:2] == [
+        'ImageClassifier KWResNet 2.0', 'MaskRCNN KWResNet 0.5'
+    ]
 
 
 def test_models_by_name_and_tools_from_the_wheel(venv):
     python, root = venv
-    out = _run([str(python), '-c', textwrap.dedent('''
+    out = _run([
+        str(python), '-c',
+        textwrap.dedent('''
         import mmkw, mmpretrain, os.path as osp
         from mmkw.apis import config_path
         names = mmpretrain.list_models('*kw*')
@@ -112,18 +144,29 @@ def test_models_by_name_and_tools_from_the_wheel(venv):
         print(len(names), type(model.backbone).__name__)
         print(osp.dirname(mmkw.__file__) in config_path(
             'mask-rcnn_kw-r50_1x_coco'))
-        ''')], cwd=root)
+        ''')
+    ],
+               cwd=root)
     count, backbone = out.splitlines()[0].split()
     assert int(count) > 20 and backbone == 'KWResNet'
     assert out.splitlines()[1] == 'True'
-    plan = _run([str(python), '-m', 'mmkw', 'analysis_tools/kw_plan',
-                 'kw1x-resnet18_8xb32_in1k'], cwd=root)
+    plan = _run([
+        str(python), '-m', 'mmkw', 'analysis_tools/kw_plan',
+        'kw1x-resnet18_8xb32_in1k'
+    ],
+                cwd=root)
     assert '11,932,148' in plan  # KW-ResNet18 1x, the official count
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
-    train = subprocess.run(
-        [str(python), '-m', 'mmkw', 'train', 'mask-rcnn_kw-r50_1x_coco',
-         '--work-dir', str(root / 'work')], cwd=root, env=env,
-        capture_output=True, text=True, timeout=600)
+    train = subprocess.run([
+        str(python), '-m', 'mmkw', 'train', 'mask-rcnn_kw-r50_1x_coco',
+        '--work-dir',
+        str(root / 'work')
+    ],
+                           cwd=root,
+                           env=env,
+                           capture_output=True,
+                           text=True,
+                           timeout=600)
     # The packaged tool runs the packaged config: its pre-flight check
     # lists the missing COCO data and ImageNet checkpoint.
     assert train.returncode == 1

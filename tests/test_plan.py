@@ -4,7 +4,7 @@ import re
 
 import pytest
 from helpers import (assert_plan_matches_golden, golden_plan_names,
-                      load_golden_plan)
+                     load_golden_plan)
 
 from mmkw.cnn import (ZERO_CELL, LayerSpec, WarehouseSpec, build_plan,
                       format_budget)
@@ -23,10 +23,10 @@ def _warehouse_budget(golden: dict, index: int) -> float:
     budget = _model_budget(golden['model'])
     if golden['model'].startswith('mobilenetv2') and budget < 1:
         # Hand-tuned b=1/2 MobileNetV2: stem and depthwise convs keep b=1.
-        layers = [lay for lay in golden['kw_layers']
-                  if lay['warehouse'] == index]
-        if all(lay['groups'] > 1 or lay['in_channels'] == 3
-               for lay in layers):
+        layers = [
+            lay for lay in golden['kw_layers'] if lay['warehouse'] == index
+        ]
+        if all(lay['groups'] > 1 or lay['in_channels'] == 3 for lay in layers):
             return 1.0
     return budget
 
@@ -42,9 +42,10 @@ def _warehouse_cell_ratio(golden: dict, index: int):
 
 def _specs(golden: dict):
     layers = [
-        LayerSpec(lay['path'], f"wh{lay['warehouse']}", lay['in_channels'],
-                  lay['out_channels'], tuple(lay['kernel_size']),
-                  lay['groups']) for lay in golden['kw_layers']
+        LayerSpec(lay['path'], f"wh{lay['warehouse']}",
+                  lay['in_channels'], lay['out_channels'],
+                  tuple(lay['kernel_size']), lay['groups'])
+        for lay in golden['kw_layers']
     ]
     warehouses = [
         WarehouseSpec(f"wh{wh['index']}",
@@ -117,14 +118,17 @@ def test_table():
     plan = _two_layers(0.5)
     table = plan.table()
     lines = table.splitlines()
-    for column in ('warehouse', 'budget', 'cell shape', 'layers', 'm_t',
-                   'n', 'params'):
+    for column in ('warehouse', 'budget', 'cell shape', 'layers', 'm_t', 'n',
+                   'params'):
         assert column in lines[0]
     wh = plan.warehouses[0]
     row = lines[2].split()
     assert row[:3] == ['w', format_budget(0.5), '8x4x1x1']
-    assert row[3:] == ['2', str(wh.num_mixtures), str(wh.num_cells),
-                       f'{wh.num_params:,}']
+    assert row[3:] == [
+        '2',
+        str(wh.num_mixtures),
+        str(wh.num_cells), f'{wh.num_params:,}'
+    ]
     total = lines[-1].split()
     assert total[0] == 'total'
     assert total[-1] == f'{plan.num_warehouse_params:,}'
@@ -132,9 +136,8 @@ def test_table():
     assert '1 warehouses' in repr(plan)
 
 
-@pytest.mark.parametrize('budget, text',
-                         [(1, '1x'), (4, '4x'), (0.5, '1d2x'),
-                          (0.25, '1d4x'), (0.75, '0.75x')])
+@pytest.mark.parametrize('budget, text', [(1, '1x'), (4, '4x'), (0.5, '1d2x'),
+                                          (0.25, '1d4x'), (0.75, '0.75x')])
 def test_format_budget(budget, text):
     assert format_budget(budget) == text
 
@@ -196,8 +199,12 @@ def test_declared_twice_and_empty():
     (dict(in_channels=6, groups=4), 'groups'),
 ])
 def test_bad_layer_spec(kwargs, bad):
-    args = dict(name='x', warehouse='w', in_channels=8, out_channels=8,
-                kernel_size=(3, 3))
+    args = dict(
+        name='x',
+        warehouse='w',
+        in_channels=8,
+        out_channels=8,
+        kernel_size=(3, 3))
     args.update(kwargs)
     with pytest.raises(ValueError, match=bad):
         LayerSpec(**args)

@@ -30,21 +30,27 @@ def data_root(tmp_path_factory):
 
 
 @pytest.mark.parametrize('bad', [
-    dict(), dict(epochs=2, iters=10), dict(epochs=0), dict(iters=-3),
-    dict(epochs=1.5), dict(epochs=True)
+    dict(),
+    dict(epochs=2, iters=10),
+    dict(epochs=0),
+    dict(iters=-3),
+    dict(epochs=1.5),
+    dict(epochs=True)
 ])
 def test_arguments_validated(bad):
     with pytest.raises(ValueError, match='got'):
         KWTemperatureHook(**bad)
 
 
-@pytest.mark.parametrize('kwargs,per_epoch,expected', [
-    # T = 2 epochs of I = 4: tau = (8 - (iter + 1)) / 8, then 0.
-    (dict(epochs=2), 4, [7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8,
-                         0, 0, 0]),
-    (dict(epochs=1), 3, [2 / 3, 1 / 3, 0, 0]),
-    (dict(iters=5), 100, [4 / 5, 3 / 5, 2 / 5, 1 / 5, 0, 0]),
-])
+@pytest.mark.parametrize(
+    'kwargs,per_epoch,expected',
+    [
+        # T = 2 epochs of I = 4: tau = (8 - (iter + 1)) / 8, then 0.
+        (dict(epochs=2), 4,
+         [7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8, 0, 0, 0]),
+        (dict(epochs=1), 3, [2 / 3, 1 / 3, 0, 0]),
+        (dict(iters=5), 100, [4 / 5, 3 / 5, 2 / 5, 1 / 5, 0, 0]),
+    ])
 def test_schedule_values(kwargs, per_epoch, expected):
     hook = KWTemperatureHook(**kwargs)
     runner = SimpleNamespace(train_dataloader=range(per_epoch), iter=0)
@@ -69,12 +75,15 @@ def test_epoch_based_training_follows_schedule(tmp_path, data_root):
 
 def test_iter_based_training_follows_schedule(tmp_path, data_root):
     cfg = tiny_classifier_cfg(
-        str(tmp_path), data_root, by_epoch=False, max_iters=6,
+        str(tmp_path),
+        data_root,
+        by_epoch=False,
+        max_iters=6,
         temperature_epochs=None)
     cfg['custom_hooks'].append(dict(type='KWTemperatureHook', iters=4))
     rec = _record(_run(cfg)).train_log
-    assert [r['model'] for r in rec] == pytest.approx(
-        [3 / 4, 2 / 4, 1 / 4, 0, 0, 0])
+    assert [r['model']
+            for r in rec] == pytest.approx([3 / 4, 2 / 4, 1 / 4, 0, 0, 0])
 
 
 @pytest.mark.parametrize('by_epoch', [True, False])
@@ -83,7 +92,10 @@ def test_resume_continues_schedule_exactly(tmp_path, data_root, by_epoch):
     # epochs. Interrupted: stop after 4 iterations, resume from that
     # checkpoint in a fresh runner.
     cfg = tiny_classifier_cfg(
-        str(tmp_path / 'full'), data_root, max_epochs=3, by_epoch=by_epoch,
+        str(tmp_path / 'full'),
+        data_root,
+        max_epochs=3,
+        by_epoch=by_epoch,
         max_iters=12)
     full = _record(_run(cfg)).train_log
 
@@ -97,44 +109,53 @@ def test_resume_continues_schedule_exactly(tmp_path, data_root, by_epoch):
         ckpt = tmp_path / 'part' / 'iter_4.pth'
     _run(first)
     resumed_cfg = copy.deepcopy(cfg)
-    resumed_cfg.update(work_dir=str(tmp_path / 'part'), resume=True,
-                       load_from=str(ckpt))
+    resumed_cfg.update(
+        work_dir=str(tmp_path / 'part'), resume=True, load_from=str(ckpt))
     resumed = _record(_run(resumed_cfg)).train_log
 
     assert [r['iter'] for r in resumed] == list(range(4, 12))
     # The first iteration after resuming: same tau, same loss.
     assert resumed[0]['model'] == pytest.approx(full[4]['model'])
     assert resumed[0]['model'] == pytest.approx(3 / 8)
-    torch.testing.assert_close(resumed[0]['loss'], full[4]['loss'],
-                               rtol=1e-5, atol=1e-6)
-    assert [r['model'] for r in resumed] == pytest.approx(
-        [r['model'] for r in full[4:]])
+    torch.testing.assert_close(
+        resumed[0]['loss'], full[4]['loss'], rtol=1e-5, atol=1e-6)
+    assert [r['model']
+            for r in resumed] == pytest.approx([r['model'] for r in full[4:]])
 
 
 def test_validation_at_zero_and_training_tau_restored(tmp_path, data_root):
     runner = _run(
         tiny_classifier_cfg(
-            str(tmp_path), data_root, max_epochs=3, temperature_epochs=3,
+            str(tmp_path),
+            data_root,
+            max_epochs=3,
+            temperature_epochs=3,
             with_val=True))
     rec = _record(runner)
     assert rec.val_log and all(v['model'] == 0 for v in rec.val_log)
     # After each validation epoch: the tau of the last training iteration.
     last_of_epoch = [rec.train_log[i]['model'] for i in (3, 7, 11)]
     assert last_of_epoch[:2] == pytest.approx([8 / 12, 4 / 12])
-    assert [v['model'] for v in rec.after_val_log] == pytest.approx(
-        last_of_epoch)
+    assert [v['model']
+            for v in rec.after_val_log] == pytest.approx(last_of_epoch)
 
 
 @pytest.mark.parametrize('update_buffers', [False, True])
 def test_ema_copy_follows_schedule(tmp_path, data_root, update_buffers):
     cfg = tiny_classifier_cfg(
-        str(tmp_path), data_root, max_epochs=2, temperature_epochs=4,
+        str(tmp_path),
+        data_root,
+        max_epochs=2,
+        temperature_epochs=4,
         with_val=True)
     # MMPretrain's EMAHook; evaluate_on_origin re-evaluates the source
     # model inside its after_val_epoch.
     cfg['custom_hooks'].append(
-        dict(type='EMAHook', momentum=0.1, update_buffers=update_buffers,
-             evaluate_on_origin=True))
+        dict(
+            type='EMAHook',
+            momentum=0.1,
+            update_buffers=update_buffers,
+            evaluate_on_origin=True))
     runner = _run(cfg)
     rec = _record(runner)
     # 2 batches per evaluation, EMA and origin, after each of 2 epochs.
@@ -145,31 +166,46 @@ def test_ema_copy_follows_schedule(tmp_path, data_root, update_buffers):
     assert [r['model'] for r in rec.train_log] == pytest.approx(taus)
     assert [r['ema'] for r in rec.train_log] == pytest.approx(taus)
     assert all(v == dict(model=0.0, ema=0.0) for v in rec.val_log)
-    assert [v['model'] for v in rec.after_val_log] == pytest.approx(
-        [taus[3], taus[7]])
+    assert [v['model']
+            for v in rec.after_val_log] == pytest.approx([taus[3], taus[7]])
     # The EMA checkpoint resumes (its ema_state_dict loads too).
     resumed_cfg = copy.deepcopy(cfg)
     resumed_cfg['train_cfg']['max_epochs'] = 3
-    resumed_cfg.update(resume=True,
-                       load_from=str(tmp_path / 'epoch_2.pth'))
+    resumed_cfg.update(resume=True, load_from=str(tmp_path / 'epoch_2.pth'))
     rec = _record(_run(resumed_cfg))
-    assert [r['model'] for r in rec.train_log] == pytest.approx(
-        [(16 - (i + 1)) / 16 for i in range(8, 12)])
+    assert [r['model'] for r in rec.train_log
+            ] == pytest.approx([(16 - (i + 1)) / 16 for i in range(8, 12)])
 
 
-_PLAIN_HEAD = dict(type='LinearClsHead', num_classes=4, in_channels=64,
-                   loss=dict(type='CrossEntropyLoss'))
+_PLAIN_HEAD = dict(
+    type='LinearClsHead',
+    num_classes=4,
+    in_channels=64,
+    loss=dict(type='CrossEntropyLoss'))
 
 
 @pytest.mark.parametrize('part,pinned', [
-    ('backbone', dict(type='KWResNet', depth=18, base_channels=8,
-                      stem_channels=8, attention_init=False)),
-    ('backbone', dict(type='KWConverted', attention_init=False,
-                      input_shape=(3, 32, 32),
-                      backbone=dict(type='ResNet', depth=18, base_channels=8,
-                                    stem_channels=8))),
-    ('head', dict(type='KWLinearClsHead', num_classes=4, in_channels=64,
-                  attention_init=False, loss=dict(type='CrossEntropyLoss'))),
+    ('backbone',
+     dict(
+         type='KWResNet',
+         depth=18,
+         base_channels=8,
+         stem_channels=8,
+         attention_init=False)),
+    ('backbone',
+     dict(
+         type='KWConverted',
+         attention_init=False,
+         input_shape=(3, 32, 32),
+         backbone=dict(
+             type='ResNet', depth=18, base_channels=8, stem_channels=8))),
+    ('head',
+     dict(
+         type='KWLinearClsHead',
+         num_classes=4,
+         in_channels=64,
+         attention_init=False,
+         loss=dict(type='CrossEntropyLoss'))),
 ])
 def test_refuses_models_pinned_at_zero(tmp_path, data_root, part, pinned):
     """Whatever carries the pinned layers (a KW backbone, a converted one,
@@ -177,8 +213,8 @@ def test_refuses_models_pinned_at_zero(tmp_path, data_root, part, pinned):
     cfg = tiny_classifier_cfg(str(tmp_path), data_root)
     cfg['model'][part] = pinned
     if part == 'head':
-        cfg['model']['backbone'] = dict(type='ResNet', depth=18,
-                                        base_channels=8, stem_channels=8)
+        cfg['model']['backbone'] = dict(
+            type='ResNet', depth=18, base_channels=8, stem_channels=8)
     with pytest.raises(ValueError, match='attention_init=False') as info:
         _run(cfg)
     assert f'{part}.warehouse_manager' in str(info.value)

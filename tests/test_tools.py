@@ -90,8 +90,7 @@ def test_auto_scale_lr_needs_base_batch(tmp_path, train):
     cfg.pop('auto_scale_lr')
     cfg.dump(str(config))
     with pytest.raises(ValueError, match='no_scale.py'):
-        train.build_config(train.parse_args([str(config),
-                                             '--auto-scale-lr']))
+        train.build_config(train.parse_args([str(config), '--auto-scale-lr']))
 
 
 def test_bad_launcher_rejected(train):
@@ -115,14 +114,14 @@ def test_test_tool_arguments(tool_test):
 
 
 @pytest.mark.parametrize('scope,hook,expected', [
-    ('mmpretrain', dict(type='VisualizationHook', enable=False),
-     dict(enable=True, out_dir='shows')),
+    ('mmpretrain', dict(type='VisualizationHook',
+                        enable=False), dict(enable=True, out_dir='shows')),
     ('mmdet', dict(type='DetVisualizationHook'),
      dict(draw=True, test_out_dir='shows')),
 ])
 def test_show_dir(scope, hook, expected, tool_test):
-    cfg = Config(dict(default_scope=scope, default_hooks=dict(
-        visualization=hook)))
+    cfg = Config(
+        dict(default_scope=scope, default_hooks=dict(visualization=hook)))
     args = tool_test.parse_args([CONFIG, 'ckpt.pth', '--show-dir', 'shows'])
     tool_test.enable_visualization(cfg, args)
     vis = cfg.default_hooks.visualization
@@ -150,13 +149,14 @@ def test_benchmark_refuses_cuda_without_it(capsys, benchmark):
     assert capsys.readouterr().out == ''  # refused before any work
 
 
-def test_benchmark_on_cpu_with_progress_and_plot(tmp_path, capsys,
-                                                 benchmark, one_thread):
+def test_benchmark_on_cpu_with_progress_and_plot(tmp_path, capsys, benchmark,
+                                                 one_thread):
     plot = tmp_path / 'ratios.png'
     results = benchmark.main([
         '--models', 'resnet18:1', '--batch', '1', '2', '--size', '32',
         '--rounds', '1', '--skip', 'train', 'saved', '--device', 'cpu',
-        '--plot', str(plot)
+        '--plot',
+        str(plot)
     ])
     printed = capsys.readouterr()
     # The tables on stdout, one progress line per measurement on stderr.
@@ -175,18 +175,16 @@ def test_benchmark_on_cpu_with_progress_and_plot(tmp_path, capsys,
     # attention included: above 1).
     (result, ) = results
     assert sorted(result['inference']) == [1, 2]
-    assert set(result['inference'][1]) == {'plain', 'KW reference',
-                                           'KW fast'}
+    assert set(result['inference'][1]) == {'plain', 'KW reference', 'KW fast'}
     assert result['flop_floor'] > 1
 
 
 def test_benchmark_arguments_checked(capsys, benchmark):
-    for argv, message in (
-            (['--plot', 'x.png', '--skip', 'inference'],
-             '--plot draws the inference ratios'),
-            (['--device', 'cuda', '--peak-rss'],
-             '--peak-rss measures CPU memory'),
-            (['--device', 'tpu'], "invalid choice: 'tpu'")):
+    for argv, message in ((['--plot', 'x.png', '--skip',
+                            'inference'], '--plot draws the inference ratios'),
+                          (['--device', 'cuda',
+                            '--peak-rss'], '--peak-rss measures CPU memory'),
+                          (['--device', 'tpu'], "invalid choice: 'tpu'")):
         with pytest.raises(SystemExit):
             benchmark.parse_args(argv)
         assert message in capsys.readouterr().err
@@ -203,28 +201,34 @@ def test_pytorch2onnx_reports_each_stage(tmp_path, capsys, load_tool,
                tmp_path / 'model.pth')
     onnx_file = str(tmp_path / 'model.onnx')
     load_tool('deployment/pytorch2onnx').main([
-        str(tmp_path / 'cfg.py'), str(tmp_path / 'model.pth'), '--out',
-        onnx_file, '--shape', '32', '32', '--torchscript', '--verify'
+        str(tmp_path / 'cfg.py'),
+        str(tmp_path / 'model.pth'), '--out', onnx_file, '--shape', '32', '32',
+        '--torchscript', '--verify'
     ])
     printed = capsys.readouterr()
-    stages = [line for line in printed.err.splitlines()
-              if line.startswith('[pytorch2onnx] ')]
+    stages = [
+        line for line in printed.err.splitlines()
+        if line.startswith('[pytorch2onnx] ')
+    ]
     assert len(stages) == 4
     assert stages[0] == (f'[pytorch2onnx] building the model of '
                          f'{tmp_path / "cfg.py"} with '
                          f'{tmp_path / "model.pth"}')
     assert re.fullmatch(
-        r'\[pytorch2onnx\] built in \d+\.\d s; exporting to '
-        + re.escape(onnx_file) + r' \(input \[1, 3, 32, 32\], TorchScript '
+        r'\[pytorch2onnx\] built in \d+\.\d s; exporting to ' +
+        re.escape(onnx_file) + r' \(input \[1, 3, 32, 32\], TorchScript '
         r'exporter, opset 18\)', stages[1])
-    assert re.fullmatch(r'\[pytorch2onnx\] exported in \d+\.\d s; '
-                        r'verifying with ONNX Runtime at batch 1', stages[2])
-    assert re.fullmatch(r'\[pytorch2onnx\] verified in \d+\.\d s; '
-                        r'\d+\.\d s in all', stages[3])
+    assert re.fullmatch(
+        r'\[pytorch2onnx\] exported in \d+\.\d s; '
+        r'verifying with ONNX Runtime at batch 1', stages[2])
+    assert re.fullmatch(
+        r'\[pytorch2onnx\] verified in \d+\.\d s; '
+        r'\d+\.\d s in all', stages[3])
     # stdout keeps the results alone.
     assert printed.out.splitlines()[-2:] == [
         f'Exported {onnx_file} (input [1, 3, 32, 32])',
-        printed.out.splitlines()[-1]]
+        printed.out.splitlines()[-1]
+    ]
     assert printed.out.splitlines()[-1].startswith(
         'ONNX Runtime vs PyTorch, batch 1: max relative difference')
     assert '[pytorch2onnx]' not in printed.out

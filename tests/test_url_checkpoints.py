@@ -21,9 +21,9 @@ from mmengine.runner import CheckpointLoader
 from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmpretrain.registry import MODELS
 
-from mmkw.engine import (CheckpointLoadError, load_from_http,
-                         load_from_local)
+from mmkw.engine import CheckpointLoadError
 from mmkw.engine import checkpoint as mmkw_checkpoint
+from mmkw.engine import load_from_http, load_from_local
 
 pytestmark = [
     pytest.mark.usefixtures('one_thread'),
@@ -80,8 +80,7 @@ def evil(server, hub_dir, tmp_path):
     """URL of the malicious checkpoint and the marker it would create."""
     root, base = server
     marker = tmp_path / 'marker'
-    torch.save({'state_dict': {}, 'meta': _Payload(marker)},
-               root / 'evil.pth')
+    torch.save({'state_dict': {}, 'meta': _Payload(marker)}, root / 'evil.pth')
     yield f'{base}/evil.pth', marker
     assert not marker.exists(), 'the checkpoint ran code'
 
@@ -111,8 +110,16 @@ def test_a_benign_url_checkpoint_loads_and_is_cached(server, hub_dir):
     root, base = server
     buffer = HistoryBuffer()
     buffer.update(1.5)
-    state = {'state_dict': {'w': torch.arange(4.0)},
-             'message_hub': {'log_scalars': {'loss': buffer}}}
+    state = {
+        'state_dict': {
+            'w': torch.arange(4.0)
+        },
+        'message_hub': {
+            'log_scalars': {
+                'loss': buffer
+            }
+        }
+    }
     torch.save(state, root / 'good.pth')
     url = f'{base}/good.pth'
     loaded = CheckpointLoader.load_checkpoint(url, map_location='cpu')
@@ -137,9 +144,13 @@ def test_loader_refuses_malicious_url(evil):
 def test_init_cfg_pretrained_refuses_malicious_url(evil):
     url, _ = evil
     model = MODELS.build(
-        dict(type='KWResNet', depth=18, base_channels=8, stem_channels=8,
-             init_cfg=dict(type='Pretrained', checkpoint=url,
-                           prefix='backbone.')))
+        dict(
+            type='KWResNet',
+            depth=18,
+            base_channels=8,
+            stem_channels=8,
+            init_cfg=dict(
+                type='Pretrained', checkpoint=url, prefix='backbone.')))
     with pytest.raises(CheckpointLoadError) as info:
         model.init_weights()
     _assert_refusal(info, url)
@@ -164,12 +175,13 @@ def test_load_from_and_resume_refuse_malicious_url(evil, tiny_cfg, resume):
     assert runner.iter == 0
 
 
-def test_test_tool_refuses_malicious_url(evil, tiny_cfg, tmp_path,
-                                         load_tool):
+def test_test_tool_refuses_malicious_url(evil, tiny_cfg, tmp_path, load_tool):
     url, _ = evil
     cfg = copy.deepcopy(tiny_cfg)
-    cfg.update(test_dataloader=cfg['val_dataloader'], test_cfg=dict(),
-               test_evaluator=cfg['val_evaluator'])
+    cfg.update(
+        test_dataloader=cfg['val_dataloader'],
+        test_cfg=dict(),
+        test_evaluator=cfg['val_evaluator'])
     config = tmp_path / 'tiny_config.py'
     Config(cfg).dump(str(config))
     tool = load_tool('test')
@@ -183,8 +195,7 @@ def test_test_tool_refuses_malicious_url(evil, tiny_cfg, tmp_path,
     ('open-mmlab://', 'get_external_models'),
     ('mmcls://', 'get_mmcls_models'),
 ])
-def test_named_schemes_refuse_malicious_url(evil, monkeypatch, scheme,
-                                            table):
+def test_named_schemes_refuse_malicious_url(evil, monkeypatch, scheme, table):
     url, _ = evil
     monkeypatch.setattr(mmengine_checkpoint, table, lambda: {'evil': url})
     with pytest.raises(CheckpointLoadError) as info:
@@ -192,11 +203,11 @@ def test_named_schemes_refuse_malicious_url(evil, monkeypatch, scheme,
     _assert_refusal(info, url)
 
 
-@pytest.mark.parametrize('scheme', ['torchvision://', 'open-mmlab://',
-                                    'mmcls://'])
+@pytest.mark.parametrize('scheme',
+                         ['torchvision://', 'open-mmlab://', 'mmcls://'])
 def test_unknown_model_name_is_named(scheme):
-    with pytest.raises(ValueError,
-                       match=f"unknown checkpoint '{scheme}no_such_net'"):
+    with pytest.raises(
+            ValueError, match=f"unknown checkpoint '{scheme}no_such_net'"):
         CheckpointLoader.load_checkpoint(f'{scheme}no_such_net')
 
 
@@ -204,8 +215,9 @@ def test_two_urls_with_one_file_name_are_two_checkpoints(server, hub_dir):
     root, base = server
     for folder, value in (('a', 1.0), ('b', 2.0)):
         (root / folder).mkdir()
-        torch.save({'state_dict': {'w': torch.full((2, ), value)}},
-                   root / folder / 'model.pth')
+        torch.save({'state_dict': {
+            'w': torch.full((2, ), value)
+        }}, root / folder / 'model.pth')
     first = CheckpointLoader.load_checkpoint(f'{base}/a/model.pth')
     second = CheckpointLoader.load_checkpoint(f'{base}/b/model.pth')
     assert first['state_dict']['w'].tolist() == [1.0, 1.0]

@@ -84,8 +84,8 @@ def test_nothing_is_reported_when_everything_exists(tmp_path):
     cfg['model']['backbone']['init_cfg'] = dict(
         type='Pretrained', checkpoint=str(checkpoint))
     assert find_missing_inputs(Config(cfg), ('train', 'val')) == ([], [])
-    cfg['model']['backbone']['init_cfg']['checkpoint'] = str(
-        tmp_path / 'other.pth')
+    cfg['model']['backbone']['init_cfg']['checkpoint'] = str(tmp_path /
+                                                             'other.pth')
     cfg['train_dataloader']['dataset']['data_root'] = str(tmp_path / 'no')
     missing, _ = find_missing_inputs(Config(cfg), ('train', 'val'))
     assert missing == [
@@ -105,10 +105,8 @@ def _mmkw_runner_checkpoint(path):
             meta=dict(epoch=1),
             state_dict=model.state_dict(),
             message_hub=dict(
-                log_scalars={
-                    'train/loss': HistoryBuffer([1.0, 0.5], [1, 1])
-                })),
-        path)
+                log_scalars={'train/loss': HistoryBuffer([1.0, 0.5], [1, 1])
+                             })), path)
 
 
 @pytest.mark.parametrize('kind,expected', [
@@ -133,8 +131,7 @@ def test_converter_says_what_the_file_is(kind, expected, tmp_path, load_tool,
             bytes(torch.randint(0, 256, (4096, ), dtype=torch.uint8)))
     elif kind == 'truncated':
         full = tmp_path / 'full.pth'
-        torch.save({'model': {'conv1.weight': torch.zeros(64, 3, 7, 7)}},
-                   full)
+        torch.save({'model': {'conv1.weight': torch.zeros(64, 3, 7, 7)}}, full)
         path.write_bytes(full.read_bytes()[:20000])
     elif kind == 'mmkw':
         model = MODELS.build(dict(type='mmpretrain.KWResNet', depth=18))
@@ -167,18 +164,19 @@ def test_absurd_budget_is_refused_before_allocating():
         in message
     assert f'{MAX_WAREHOUSE_PARAMS:,}' in message
     # The paper's largest model stays far below the cap.
-    model = MODELS.build(dict(type='mmpretrain.KWResNet', depth=50,
-                              budget=4.0))
+    model = MODELS.build(
+        dict(type='mmpretrain.KWResNet', depth=50, budget=4.0))
     assert sum(p.numel() for p in model.parameters()) < \
         MAX_WAREHOUSE_PARAMS / 10
 
 
 @pytest.mark.parametrize('budget', [0.3, 0.75])
 def test_budgets_without_an_initial_assignment_are_refused(budget):
-    with pytest.raises(ValueError, match=f'budget {budget} of warehouse '
-                       "'stage0' .* e.g. 1/4, 1/2, 1, 2 or 4"):
-        MODELS.build(dict(type='mmpretrain.KWResNet', depth=18,
-                          budget=budget))
+    with pytest.raises(
+            ValueError,
+            match=f'budget {budget} of warehouse '
+            "'stage0' .* e.g. 1/4, 1/2, 1, 2 or 4"):
+        MODELS.build(dict(type='mmpretrain.KWResNet', depth=18, budget=budget))
 
 
 class _Records(logging.Handler):

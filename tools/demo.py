@@ -22,10 +22,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run from a source checkout
     sys.path.insert(0, str(REPO_ROOT))
 
-import mmkw  # noqa: E402,F401  registers mmkw's models, hooks and fixes
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
+import mmkw  # noqa: E402,F401  registers mmkw's models, hooks and fixes
 from mmkw.datasets import generate_demo_shapes  # noqa: E402
 
 __all__ = ['DEFAULT_CONFIG', 'parse_args', 'prepare_data', 'run', 'main']

@@ -7,7 +7,6 @@ Example:
 import argparse
 
 import mmkw  # noqa: F401  registers mmkw's models, hooks and fixes
-
 from mmkw.engine import (MissingInputsError, add_common_args, build_runner,
                          check_inputs, load_config, parse_common_args)
 

@@ -19,9 +19,7 @@ from mmkw.engine import (MissingInputsError, add_common_args, build_runner,
                          latest_readable_checkpoint, load_config,
                          parse_common_args)
 
-__all__ = [
-    'parse_args', 'build_config', 'amp_message', 'check_resume', 'main'
-]
+__all__ = ['parse_args', 'build_config', 'amp_message', 'check_resume', 'main']
 
 
 def parse_args(argv=None):
@@ -59,8 +57,10 @@ def build_config(args):
                       args.cfg_options)
 
     if args.amp:
-        if cfg.optim_wrapper.get('type', 'OptimWrapper') not in (
-                'OptimWrapper', 'AmpOptimWrapper', 'CPUAutocastOptimWrapper'):
+        if cfg.optim_wrapper.get(
+                'type',
+                'OptimWrapper') not in ('OptimWrapper', 'AmpOptimWrapper',
+                                        'CPUAutocastOptimWrapper'):
             raise ValueError(f'--amp needs an OptimWrapper, the config uses '
                              f'{cfg.optim_wrapper.type!r}')
         if torch.cuda.is_available():

@@ -68,8 +68,8 @@ class AttentionRecorder:
 
         def record(module, args, output):
             alpha = output.alpha  # an AttentionOutput
-            per_image = alpha.detach().float().reshape(
-                -1, num_mixtures, alpha.shape[-1])
+            per_image = alpha.detach().float().reshape(-1, num_mixtures,
+                                                       alpha.shape[-1])
             total = per_image.sum(0).cpu()
             if index in self._sums:
                 self._sums[index] += total
@@ -134,8 +134,7 @@ def layer_statistics(maps: Dict[str, dict]) -> List[dict]:
             alpha = entry['alpha'][bounds[i]:bounds[i + 1]]
             start, count = entry['own'][i]
             magnitude = np.abs(alpha)
-            p = magnitude / np.maximum(magnitude.sum(1, keepdims=True),
-                                       1e-12)
+            p = magnitude / np.maximum(magnitude.sum(1, keepdims=True), 1e-12)
             entropy = -(p * np.log(np.maximum(p, 1e-12))).sum(1).mean()
             stats.append(
                 dict(
@@ -162,22 +161,32 @@ def draw_warehouse_map(warehouse: str, entry: dict) -> np.ndarray:
     rows, cols = alpha.shape
     fig, ax = plt.subplots(
         figsize=(min(2 + cols / 12, 16), min(2 + rows / 12, 16)), dpi=100)
-    image = ax.imshow(alpha, cmap='RdBu_r', vmin=-limit, vmax=limit,
-                      aspect='auto', interpolation='nearest')
+    image = ax.imshow(
+        alpha,
+        cmap='RdBu_r',
+        vmin=-limit,
+        vmax=limit,
+        aspect='auto',
+        interpolation='nearest')
     bounds = entry['rows'] + [rows]
     for (start, count), top, bottom in zip(entry['own'], bounds[:-1],
                                            bounds[1:]):
         ax.add_patch(
-            matplotlib.patches.Rectangle((start - .5, top - .5), count,
-                                         bottom - top, fill=False,
-                                         edgecolor='black', linewidth=.6))
+            matplotlib.patches.Rectangle((start - .5, top - .5),
+                                         count,
+                                         bottom - top,
+                                         fill=False,
+                                         edgecolor='black',
+                                         linewidth=.6))
         if top:
             ax.axhline(top - .5, color='black', linewidth=.4)
     ax.set_yticks([(t + b - 1) / 2 for t, b in zip(bounds[:-1], bounds[1:])])
     ax.set_yticklabels(entry['layers'], fontsize=6)
     ax.set_xlabel('warehouse cell')
-    ax.set_title(f'{warehouse}: mean attention (rows: mixtures of each '
-                 f'layer; boxes: own cells)', fontsize=8)
+    ax.set_title(
+        f'{warehouse}: mean attention (rows: mixtures of each '
+        f'layer; boxes: own cells)',
+        fontsize=8)
     fig.colorbar(image, ax=ax, fraction=0.03)
     fig.tight_layout()
     fig.canvas.draw()

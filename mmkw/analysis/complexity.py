@@ -46,9 +46,9 @@ def plain_counterpart(model: nn.Module) -> nn.Module:
     return plain
 
 
-def count_complexity(model: nn.Module,
-                     input_shape: Sequence[int] = (3, 224, 224)
-                     ) -> Dict[str, object]:
+def count_complexity(
+    model: nn.Module, input_shape: Sequence[int] = (3, 224, 224)
+) -> Dict[str, object]:
     """Count FLOPs (multiply-adds) and parameters of ``model`` on one input.
 
     Args:

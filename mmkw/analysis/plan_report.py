@@ -15,6 +15,7 @@ from mmkw.cnn import (ZERO_CELL, KWAttention, KWConvNd, WarehouseManager,
 
 __all__ = ['plan_report', 'managers_of']
 
+
 def managers_of(model: nn.Module) -> List[Tuple[str, WarehouseManager]]:
     """``(module path, manager)`` of every bound manager, in model order."""
     return [(name, m) for name, m in model.named_modules()
@@ -31,8 +32,9 @@ def _beta_pattern(beta: list) -> str:
             prev = cell
             continue
         if start is not None:
-            runs.append(str(start) if start == prev or start == ZERO_CELL
-                        else f'{start}-{prev}')
+            runs.append(
+                str(start)
+                if start == prev or start == ZERO_CELL else f'{start}-{prev}')
         start = prev = cell
     text = ','.join(runs[:6])
     return text + (f',... ({len(runs)} runs)' if len(runs) > 6 else '')
@@ -41,8 +43,10 @@ def _beta_pattern(beta: list) -> str:
 def _table(header: tuple, rows: List[tuple]) -> str:
     rows = [tuple(str(c) for c in row) for row in [header] + rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ['  '.join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
-             for row in rows]
+    lines = [
+        '  '.join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
+        for row in rows
+    ]
     lines.insert(1, '  '.join('-' * w for w in widths))
     return '\n'.join(lines)
 
@@ -73,18 +77,20 @@ def plan_report(model: nn.Module, layers: bool = False) -> str:
             plan = manager.plan
             rows = [(lp.name, 'x'.join(str(s) for s in layer.weight_shape),
                      plan.warehouses[lp.warehouse_index].name,
-                     '/'.join(str(g) for g in lp.split), lp.num_mixtures,
-                     lp.start, _beta_pattern(list(lp.beta)))
+                     '/'.join(str(g)
+                              for g in lp.split), lp.num_mixtures, lp.start,
+                     _beta_pattern(list(lp.beta)))
                     for path, _, layer, lp in bound_layers(model)
                     if path == name]
-            out.append(_table(('layer', 'kernel', 'warehouse',
-                               'G_s/G_o/G_i', 'm', 'start', 'beta'), rows))
+            out.append(
+                _table(('layer', 'kernel', 'warehouse', 'G_s/G_o/G_i', 'm',
+                        'start', 'beta'), rows))
     kw_layers = [m for m in model.modules() if isinstance(m, KWConvNd)]
     warehouses = sum(_numel(m.parameters()) for _, m in managers)
-    attention = sum(_numel(m.parameters()) for m in model.modules()
-                    if isinstance(m, KWAttention))
-    plain_kernels = sum(
-        torch.Size(m.weight_shape).numel() for m in kw_layers)
+    attention = sum(
+        _numel(m.parameters()) for m in model.modules()
+        if isinstance(m, KWAttention))
+    plain_kernels = sum(torch.Size(m.weight_shape).numel() for m in kw_layers)
     total = _numel(model.parameters())
     rest = total - warehouses - attention
     plain_total = rest + plain_kernels

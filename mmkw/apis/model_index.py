@@ -63,8 +63,9 @@ def register_model_index() -> List[str]:
     root = model_index_root()
     for metafile in _metafiles(root):
         entries = load(metafile)['Models']
-        if not all(entry.get('Results', [{}])[0].get('Task') ==
-                   'Image Classification' for entry in entries):
+        if not all(
+                entry.get('Results', [{}])[0].get('Task') ==
+                'Image Classification' for entry in entries):
             continue
         names = [entry['Name'] for entry in entries]
         if any(ModelHub.has(name.lower()) for name in names):

@@ -2,11 +2,10 @@
 from .attention import (ATTENTION_TYPES, AttentionOutput, KWAttention,
                         KWStarAttention)
 from .blocked import kw_conv_blocked
+from .convert import RULES, convert_to_kw, convertible_convs, kw_layout_by_rule
 from .functional import (IMPLEMENTATIONS, assemble_kernels, kw_conv,
                          kw_conv_implementation, kw_conv_reference,
                          kw_conv_unfold)
-from .convert import (RULES, convert_to_kw, convertible_convs,
-                      kw_layout_by_rule)
 from .geometry import ConvGeometry
 from .layers import (KWConv1d, KWConv2d, KWConvNd, KWLinear,
                      note_checkpoint_source)
@@ -20,13 +19,14 @@ from .temperature import get_temperature, pinned_managers, set_temperature
 
 __all__ = [
     'KWAttention', 'KWStarAttention', 'ATTENTION_TYPES', 'AttentionOutput',
-    'ConvGeometry', 'assemble_kernels',
-    'kw_conv', 'kw_conv_reference', 'kw_conv_unfold', 'kw_conv_blocked', 'kw_conv_implementation',
-    'IMPLEMENTATIONS', 'KWConvNd', 'note_checkpoint_source', 'KWConv1d', 'KWConv2d', 'KWLinear',
-    'WarehouseManager', 'bound_layers', 'MAX_WAREHOUSE_PARAMS', 'ZERO_CELL', 'LayerSpec',
-    'LayerPlan', 'NetworkPlan', 'WarehousePlan', 'WarehouseSpec',
-    'build_plan', 'default_cell_ratio', 'format_budget', 'set_temperature',
-    'get_temperature', 'pinned_managers', 'KWLayout', 'apply_layout', 'kw_layer_like',
-    'plain_layer_like', 'reset_kw_attentions', 'RULES', 'convert_to_kw',
-    'convertible_convs', 'kw_layout_by_rule'
+    'ConvGeometry', 'assemble_kernels', 'kw_conv', 'kw_conv_reference',
+    'kw_conv_unfold', 'kw_conv_blocked', 'kw_conv_implementation',
+    'IMPLEMENTATIONS', 'KWConvNd', 'note_checkpoint_source', 'KWConv1d',
+    'KWConv2d', 'KWLinear', 'WarehouseManager', 'bound_layers',
+    'MAX_WAREHOUSE_PARAMS', 'ZERO_CELL', 'LayerSpec', 'LayerPlan',
+    'NetworkPlan', 'WarehousePlan', 'WarehouseSpec', 'build_plan',
+    'default_cell_ratio', 'format_budget', 'set_temperature',
+    'get_temperature', 'pinned_managers', 'KWLayout', 'apply_layout',
+    'kw_layer_like', 'plain_layer_like', 'reset_kw_attentions', 'RULES',
+    'convert_to_kw', 'convertible_convs', 'kw_layout_by_rule'
 ]

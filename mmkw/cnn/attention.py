@@ -28,6 +28,7 @@ class AttentionOutput(NamedTuple):
     in_scale: Optional[torch.Tensor] = None
     out_scale: Optional[torch.Tensor] = None
 
+
 #: Norms whose affine parameters the official initialisation resets.
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
@@ -103,7 +104,8 @@ class KWAttention(nn.Module):
         else:
             num_local, start, ratio = nonlocal_basis
             num_nonlocal = num_cells - num_local
-            if num_local < 0 or num_nonlocal < 0 or not 0 <= start <= num_nonlocal:
+            if num_local < 0 or num_nonlocal < 0 or \
+                    not 0 <= start <= num_nonlocal:
                 raise ValueError(
                     f'invalid non-local basis: {num_local} local cells '
                     f'from cell {start} in a warehouse of {num_cells}')
@@ -111,8 +113,7 @@ class KWAttention(nn.Module):
             self.start = start
             self.num_basis = max(int(num_nonlocal * ratio), min_hidden)
             self.fc2 = nn.Linear(
-                hidden,
-                (num_local + self.num_basis + 1) * num_mixtures,
+                hidden, (num_local + self.num_basis + 1) * num_mixtures,
                 bias=False)
             self.fc3 = nn.Linear(self.num_basis, num_nonlocal, bias=False)
             self.basis_bias = nn.Parameter(
@@ -134,8 +135,8 @@ class KWAttention(nn.Module):
         (:class:`~mmkw.cnn.LayerPlan`) to a warehouse of ``num_cells``
         cells; ``options`` are the manager's (``reduction``,
         ``norm_layer``, ``nonlocal_basis``)."""
-        return cls(layer.in_channels, plan.num_mixtures, num_cells,
-                   plan.beta, **options)
+        return cls(layer.in_channels, plan.num_mixtures, num_cells, plan.beta,
+                   **options)
 
     def _add_heads(self, hidden: int) -> None:
         """Heads of a subclass reading the hidden features (none here)."""
@@ -156,8 +157,8 @@ class KWAttention(nn.Module):
 
     def _map_to_cells(self, logits: torch.Tensor) -> torch.Tensor:
         """Non-local basis logits -> logits over all warehouse cells."""
-        local_and_basis = logits.reshape(-1, self.num_local_cells +
-                                         self.num_basis + 1)
+        local_and_basis = logits.reshape(
+            -1, self.num_local_cells + self.num_basis + 1)
         local = local_and_basis[:, :self.num_local_cells]
         basis = local_and_basis[:, self.num_local_cells:-1]
         zero = local_and_basis[:, -1:]
@@ -173,7 +174,8 @@ class KWAttention(nn.Module):
         with its running statistics instead, as in eval mode, and leaves
         them unchanged. A ``torch.fx`` trace records the plain norm call."""
         norm = self.norm1
-        if self.training and isinstance(norm, nn.modules.batchnorm._BatchNorm) \
+        batch_norm = isinstance(norm, nn.modules.batchnorm._BatchNorm)
+        if self.training and batch_norm \
                 and not isinstance(hidden, torch.fx.Proxy) \
                 and hidden.shape[0] <= 1 and not _synced(norm):
             return F.batch_norm(hidden, norm.running_mean, norm.running_var,
@@ -243,22 +245,26 @@ class KWStarAttention(KWAttention):
     """
 
     def __init__(self, in_channels: int, num_mixtures: int, num_cells: int,
-                 beta: Sequence, out_channels: int,
-                 split: Sequence[int], **kwargs):
+                 beta: Sequence, out_channels: int, split: Sequence[int],
+                 **kwargs):
         # Read by _add_heads, which KWAttention.__init__ calls before the
         # one initialisation of every layer (plain attributes may be set
         # before nn.Module.__init__).
         self.out_channels = out_channels
         self.split = tuple(split)
-        super().__init__(in_channels, num_mixtures, num_cells, beta,
-                         **kwargs)
+        super().__init__(in_channels, num_mixtures, num_cells, beta, **kwargs)
 
     @classmethod
     def for_layer(cls, layer: nn.Module, plan, num_cells: int,
                   **options) -> 'KWStarAttention':
-        return cls(layer.in_channels, plan.num_mixtures, num_cells,
-                   plan.beta, out_channels=layer.out_channels,
-                   split=plan.split, **options)
+        return cls(
+            layer.in_channels,
+            plan.num_mixtures,
+            num_cells,
+            plan.beta,
+            out_channels=layer.out_channels,
+            split=plan.split,
+            **options)
 
     def _add_heads(self, hidden: int) -> None:
         self.channel_fc = nn.Linear(hidden, self.in_channels)

@@ -85,8 +85,12 @@ def choose_engine(weight_shape: Sequence[int], padding, groups: int) -> str:
     return 'gemm' if pointwise and groups == 1 else 'conv'
 
 
-def block_rows(batch: int, weight_shape: Sequence[int], split, c_o: int,
-               groups: int, itemsize: int = 4,
+def block_rows(batch: int,
+               weight_shape: Sequence[int],
+               split,
+               c_o: int,
+               groups: int,
+               itemsize: int = 4,
                block_bytes: Optional[int] = None) -> int:
     """Cell rows assembled per block so that a block's kernels stay within
     ``block_bytes`` (default :data:`BLOCK_BYTES`)."""
@@ -114,8 +118,8 @@ class _Geometry:
         self.stride, self.padding = conv.stride, conv.padding
         self.dilation, self.groups = conv.dilation, conv.groups
         self.conv = conv_function(conv.dims)
-        self.engine = engine or choose_engine(conv.weight_shape,
-                                              conv.padding, conv.groups)
+        self.engine = engine or choose_engine(conv.weight_shape, conv.padding,
+                                              conv.groups)
         self.num_cells, self.c_o, self.c_i = warehouse_shape[:3]
         self.out_spatial = tuple(conv.output_size(self.in_spatial))
         self.rows = block_rows(self.batch, conv.weight_shape, conv.split,
@@ -180,8 +184,8 @@ class _Geometry:
         factor = None if scale is None else scale.view(
             g_o, self.c_o)[:, r0:r1].reshape(1, 1, g_o, 1, rows, 1)
         if view.is_contiguous():
-            return (view if factor is None else view.mul_(factor)).reshape(
-                shape)
+            return (view
+                    if factor is None else view.mul_(factor)).reshape(shape)
         mixed = _scratch('grad_mixed', view.shape, kernels)
         if factor is None:
             mixed.copy_(view)
@@ -199,8 +203,7 @@ class _Geometry:
     def out_rows(self, tensor, r0, r1):
         """Output channels of rows r0:r1 of every output group."""
         g_o = self.split[1]
-        return tensor.view(self.batch, g_o, self.c_o,
-                           -1)[:, :, r0:r1]
+        return tensor.view(self.batch, g_o, self.c_o, -1)[:, :, r0:r1]
 
     def convolve(self, x_or_cols, kernels, name=None):
         """One block: ``[B, G_o*rows, *out_spatial]`` flattened spatially
@@ -208,9 +211,9 @@ class _Geometry:
         if self.engine == 'gemm':
             if name is None:
                 return torch.bmm(kernels, x_or_cols)
-            out = _scratch(
-                name, (self.batch, kernels.shape[1], x_or_cols.shape[2]),
-                kernels)
+            out = _scratch(name,
+                           (self.batch, kernels.shape[1], x_or_cols.shape[2]),
+                           kernels)
             return torch.bmm(kernels, x_or_cols, out=out)
         folded = kernels.reshape(-1, *self.weight_shape[1:])
         out = self.conv(x_or_cols, folded, None, self.stride, self.padding,
@@ -255,9 +258,9 @@ class BlockedKWConv(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, attention, warehouse, out_scale, geo):
-        keep = geo.keep_kernels and (
-            ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-            or ctx.needs_input_grad[2])
+        keep = geo.keep_kernels and (ctx.needs_input_grad[0]
+                                     or ctx.needs_input_grad[1]
+                                     or ctx.needs_input_grad[2])
         out, kernels = _cast_and_forward(geo, x, attention, warehouse,
                                          out_scale, keep)
         ctx.geo = geo
@@ -270,14 +273,11 @@ class BlockedKWConv(torch.autograd.Function):
         saved = ctx.saved_tensors
         dtype = ctx.geo.dtype
         with _no_autocast(grad_out):
-            args = [
-                None if t is None else t.to(dtype) for t in saved[:4]
-            ]
+            args = [None if t is None else t.to(dtype) for t in saved[:4]]
             grads = _backward(ctx.geo, grad_out.to(dtype), *args,
                               ctx.needs_input_grad[:4], saved[4])
         grads = [
-            None if g is None else g.to(t.dtype)
-            for g, t in zip(grads, saved)
+            None if g is None else g.to(t.dtype) for g, t in zip(grads, saved)
         ]
         return (*grads, None)
 
@@ -327,8 +327,14 @@ def _forward(geo: _Geometry, x, attention, warehouse, scale, keep=False):
     return out, kept
 
 
-def _backward(geo: _Geometry, grad_out, x, attention, warehouse, scale,
-              needs, kept=None):
+def _backward(geo: _Geometry,
+              grad_out,
+              x,
+              attention,
+              warehouse,
+              scale,
+              needs,
+              kept=None):
     """Gradients of ``out = scale * conv(x, kernels)``. With K' the scaled
     kernels and g the output gradient: dx = K^T (scale g), dK' = g x,
     dK = scale dK', d scale = <dK', K> per output channel."""
@@ -349,8 +355,8 @@ def _backward(geo: _Geometry, grad_out, x, attention, warehouse, scale,
     # writes its own rows of grad_w): no zero-filling of large buffers.
     grad_a = attention.new_empty(attention.shape) if need_a else None
     grad_w = cells.new_empty(cells.shape) if need_w else None
-    grad_s = torch.zeros(g_o, geo.c_o, dtype=x.dtype,
-                         device=x.device) if need_s else None
+    grad_s = torch.zeros(
+        g_o, geo.c_o, dtype=x.dtype, device=x.device) if need_s else None
     blocks = geo.blocks()
     for r0, r1 in blocks:
         rows = r1 - r0
@@ -358,31 +364,29 @@ def _backward(geo: _Geometry, grad_out, x, attention, warehouse, scale,
         if kept is not None:  # the single block's kernels
             kernels = kept
         else:
-            kernels = geo.to_kernels(geo.mixed(attention, cells, r0, r1), r0,
-                                     r1)
+            kernels = geo.to_kernels(
+                geo.mixed(attention, cells, r0, r1), r0, r1)
         grad_block = geo.grad_rows(grad_out, r0, r1, 'grad_block')
         grad_block_x = grad_block if grad_out_x is grad_out else \
             geo.grad_rows(grad_out_x, r0, r1, 'grad_block_x')
         grad_kernels = None
         if geo.engine == 'gemm':
             if need_x and first:
-                torch.bmm(kernels.transpose(1, 2), grad_block_x,
-                          out=grad_source)
+                torch.bmm(
+                    kernels.transpose(1, 2), grad_block_x, out=grad_source)
             elif need_x:
                 grad_source.baddbmm_(kernels.transpose(1, 2), grad_block_x)
             if need_kernels:
-                grad_kernels = _scratch('grad_kernels', kernels.shape,
-                                        kernels)
-                torch.bmm(grad_block, source.transpose(1, 2),
-                          out=grad_kernels)
+                grad_kernels = _scratch('grad_kernels', kernels.shape, kernels)
+                torch.bmm(grad_block, source.transpose(1, 2), out=grad_kernels)
         else:
             same = grad_block_x is grad_block
-            grad_x_part, grad_kernels = _conv_backward(
-                geo, grad_block_x, source, kernels, need_x,
-                need_kernels and same)
+            grad_x_part, grad_kernels = _conv_backward(geo, grad_block_x,
+                                                       source, kernels, need_x,
+                                                       need_kernels and same)
             if need_kernels and not same:
-                grad_kernels = _conv_backward(geo, grad_block, source,
-                                              kernels, False, True)[1]
+                grad_kernels = _conv_backward(geo, grad_block, source, kernels,
+                                              False, True)[1]
             if need_x:
                 grad_source = grad_x_part if grad_source is None else (
                     grad_source.add_(grad_x_part))
@@ -390,8 +394,9 @@ def _backward(geo: _Geometry, grad_out, x, attention, warehouse, scale,
             continue
         if need_s:  # per kernel row: dot(dK', K), summed over the batch
             width = kernels.shape[2]
-            dots = torch.bmm(grad_kernels.reshape(-1, 1, width),
-                             kernels.reshape(-1, width, 1))
+            dots = torch.bmm(
+                grad_kernels.reshape(-1, 1, width),
+                kernels.reshape(-1, width, 1))
             grad_s[:, r0:r1] += dots.view(geo.batch, g_o, rows).sum(dim=0)
         grad_mixed = geo.to_mixed(grad_kernels, r0, r1, scale)
         if need_a:
@@ -401,8 +406,8 @@ def _backward(geo: _Geometry, grad_out, x, attention, warehouse, scale,
             else:
                 grad_a.addmm_(grad_mixed, block.t())
         if need_w and len(blocks) == 1:
-            torch.mm(attention.t(), grad_mixed,
-                     out=grad_w.view(geo.num_cells, -1))
+            torch.mm(
+                attention.t(), grad_mixed, out=grad_w.view(geo.num_cells, -1))
         elif need_w:
             block = _scratch('grad_cells',
                              (geo.num_cells, grad_mixed.shape[1]), grad_mixed)
@@ -449,19 +454,19 @@ def kw_conv_blocked(x: torch.Tensor,
     if engine is not None and engine not in ('gemm', 'conv'):
         raise ValueError(f"engine must be 'gemm', 'conv' or None, got "
                          f'{engine!r}')
-    if engine == 'gemm' and choose_engine(
-            geometry.weight_shape, geometry.padding,
-            geometry.groups) != 'gemm':
+    if engine == 'gemm' and choose_engine(geometry.weight_shape,
+                                          geometry.padding,
+                                          geometry.groups) != 'gemm':
         raise ValueError(
             f"the 'gemm' engine needs a 1x1 kernel without padding and "
             f'groups=1, got kernel {geometry.kernel_size}, padding '
             f'{geometry.padding}, groups {geometry.groups}')
     geo = _geometry(x.shape, _compute_dtype(x), warehouse.shape, geometry,
                     engine)
-    if torch.is_grad_enabled() and (
-            x.requires_grad or attention.requires_grad
-            or warehouse.requires_grad or
-            (out_scale is not None and out_scale.requires_grad)):
+    if torch.is_grad_enabled() and (x.requires_grad or attention.requires_grad
+                                    or warehouse.requires_grad or
+                                    (out_scale is not None
+                                     and out_scale.requires_grad)):
         out = BlockedKWConv.apply(x, attention, warehouse, out_scale, geo)
     else:  # inference: no autograd node to build
         out = _cast_and_forward(geo, x, attention, warehouse, out_scale,

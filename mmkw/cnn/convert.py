@@ -29,8 +29,7 @@ from .layout import KWLayout, apply_layout
 from .manager import WarehouseManager
 from .plan import NetworkPlan
 
-__all__ = ['RULES', 'convertible_convs', 'kw_layout_by_rule',
-           'convert_to_kw']
+__all__ = ['RULES', 'convertible_convs', 'kw_layout_by_rule', 'convert_to_kw']
 
 #: The named rules of :func:`convert_to_kw` (a dict is the third form).
 RULES = ('stage', 'per_layer')
@@ -51,9 +50,10 @@ def convertible_convs(network: nn.Module) -> 'OrderedDict[str, nn.Module]':
     return convs
 
 
-def _resolutions(network: nn.Module, convs: Mapping[str, nn.Module],
-                 input_shape: Sequence[int]
-                 ) -> Dict[str, Tuple[int, Tuple[int, ...], Tuple[int, ...]]]:
+def _resolutions(
+    network: nn.Module, convs: Mapping[str,
+                                       nn.Module], input_shape: Sequence[int]
+) -> Dict[str, Tuple[int, Tuple[int, ...], Tuple[int, ...]]]:
     """``path -> (call order, input spatial size, output spatial size)`` of
     every conv a forward pass of a zero image ``[1, *input_shape]``
     reaches."""
@@ -73,8 +73,8 @@ def _resolutions(network: nn.Module, convs: Mapping[str, nn.Module],
     try:
         network.eval()
         param = next(network.parameters(), None)
-        x = torch.zeros(1, *input_shape,
-                        device=None if param is None else param.device)
+        x = torch.zeros(
+            1, *input_shape, device=None if param is None else param.device)
         with torch.no_grad():
             network(x)
     finally:
@@ -99,13 +99,13 @@ def _kind(conv: nn.Module) -> str:
     return '_dw' if conv.groups == conv.in_channels else '_grouped'
 
 
-def kw_layout_by_rule(network: nn.Module,
-                      rule: _Rule = 'stage',
-                      plain: Optional[Sequence[str]] = None,
-                      input_shape: Sequence[int] = (3, 224, 224),
-                      budget: Optional[Union[float, Mapping[str,
-                                                            float]]] = None
-                      ) -> Tuple[KWLayout, List[str]]:
+def kw_layout_by_rule(
+    network: nn.Module,
+    rule: _Rule = 'stage',
+    plain: Optional[Sequence[str]] = None,
+    input_shape: Sequence[int] = (3, 224, 224),
+    budget: Optional[Union[float, Mapping[str, float]]] = None
+) -> Tuple[KWLayout, List[str]]:
     """The layout that ``rule`` gives ``network`` (nothing is changed).
 
     Args:

@@ -29,8 +29,8 @@ __all__ = [
 IMPLEMENTATIONS = ('blocked', 'reference', 'unfold')
 # A context variable, not a module global: a block switches the thread (or
 # asyncio task) that entered it, never another thread sharing the model.
-_implementation = contextvars.ContextVar('kw_conv_implementation',
-                                         default='blocked')
+_implementation = contextvars.ContextVar(
+    'kw_conv_implementation', default='blocked')
 
 
 @contextlib.contextmanager
@@ -105,13 +105,13 @@ def _scale_and_bias(out: torch.Tensor, bias: Optional[torch.Tensor],
     return out if bias is None else out + bias.reshape(view)
 
 
-def kw_conv_reference(x: torch.Tensor,
-                      attention: torch.Tensor,
-                      warehouse: torch.Tensor,
-                      geometry: ConvGeometry,
-                      bias: Optional[torch.Tensor] = None,
-                      out_scale: Optional[torch.Tensor] = None
-                      ) -> torch.Tensor:
+def kw_conv_reference(
+        x: torch.Tensor,
+        attention: torch.Tensor,
+        warehouse: torch.Tensor,
+        geometry: ConvGeometry,
+        bias: Optional[torch.Tensor] = None,
+        out_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Per-sample convolution as the official code runs it: the batch is
     folded into the channels and one grouped convolution with
     ``groups * B`` groups applies every sample's own kernel. Arguments as
@@ -155,12 +155,10 @@ def kw_conv_unfold(x: torch.Tensor,
     groups, c_out = geometry.groups, geometry.out_channels
     kernels = assemble_kernels(attention, warehouse, geometry)
     # [B, G, C_out / G, C_in / G * k*k] @ [B, G, C_in / G * k*k, L]
-    kernels = kernels.reshape(-1, groups, c_out // groups,
-                              kernels[0].numel())
+    kernels = kernels.reshape(-1, groups, c_out // groups, kernels[0].numel())
     cols = F.unfold(x, kernel_size, dilation, padding, stride)
     cols = cols.reshape(x.shape[0], groups, kernels.shape[-1], -1)
-    out = torch.matmul(kernels, cols).reshape(x.shape[0], c_out,
-                                              *spatial_out)
+    out = torch.matmul(kernels, cols).reshape(x.shape[0], c_out, *spatial_out)
     return _scale_and_bias(out, bias, out_scale)
 
 
@@ -198,8 +196,7 @@ def kw_conv(x: torch.Tensor,
     """
     tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
     if not tracing and x.shape[0] == 0:
-        return _empty_batch(x, attention, warehouse, geometry, bias,
-                            out_scale)
+        return _empty_batch(x, attention, warehouse, geometry, bias, out_scale)
     # A compiled graph fixes its formulation when it is traced (Dynamo
     # cannot read a context variable): the fast path.
     implementation = 'blocked' if torch.compiler.is_compiling() else \

@@ -32,8 +32,7 @@ class ConvGeometry:
     split: Tuple[int, int, int]
 
     def __post_init__(self):
-        for name in ('weight_shape', 'stride', 'padding', 'dilation',
-                     'split'):
+        for name in ('weight_shape', 'stride', 'padding', 'dilation', 'split'):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         dims = len(self.weight_shape) - 2
         for name in ('stride', 'padding', 'dilation'):

@@ -103,12 +103,13 @@ class KWConvNd(nn.Module):
         self.stride = _ntuple(stride, self.dims, 'stride')
         self.padding = _ntuple(padding, self.dims, 'padding')
         self.dilation = _ntuple(dilation, self.dims, 'dilation')
-        for name, values, least in (('kernel_size', self.kernel_size, 1),
-                                    ('stride', self.stride, 1),
-                                    ('padding', self.padding, 0),
+        for name, values, least in (('kernel_size', self.kernel_size,
+                                     1), ('stride', self.stride,
+                                          1), ('padding', self.padding, 0),
                                     ('dilation', self.dilation, 1)):
-            if any(isinstance(v, bool) or not isinstance(v, int) or v < least
-                   for v in values):
+            if any(
+                    isinstance(v, bool) or not isinstance(v, int) or v < least
+                    for v in values):
                 raise ValueError(f'{name} must be ints >= {least}, got '
                                  f'{values!r}')
         self.groups = groups

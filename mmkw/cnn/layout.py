@@ -81,10 +81,13 @@ def kw_layer_like(layer: nn.Module, warehouse: str) -> KWConvNd:
         layer.warehouse = warehouse
         return layer
     if isinstance(layer, nn.Linear):
-        return KWLinear(layer.in_features, layer.out_features,
-                        bias=layer.bias is not None, warehouse=warehouse)
-    kw_type = next((kw for plain, kw in _KW_OF.items()
-                    if isinstance(layer, plain)), None)
+        return KWLinear(
+            layer.in_features,
+            layer.out_features,
+            bias=layer.bias is not None,
+            warehouse=warehouse)
+    kw_type = next(
+        (kw for plain, kw in _KW_OF.items() if isinstance(layer, plain)), None)
     if kw_type is None or layer.transposed or layer.padding_mode != 'zeros' \
             or isinstance(layer.padding, str):
         raise ValueError(
@@ -101,8 +104,8 @@ def plain_layer_like(layer: nn.Module) -> nn.Module:
     if not isinstance(layer, KWConvNd):
         return layer
     if isinstance(layer, KWLinear):
-        return nn.Linear(layer.in_channels, layer.out_channels,
-                         bias=layer.bias is not None)
+        return nn.Linear(
+            layer.in_channels, layer.out_channels, bias=layer.bias is not None)
     conv_type = nn.Conv1d if layer.dims == 1 else nn.Conv2d
     conv = conv_type(**_conv_geometry(layer))
     nn.init.kaiming_normal_(conv.weight, mode='fan_out', nonlinearity='relu')

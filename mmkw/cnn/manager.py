@@ -6,17 +6,18 @@ import torch
 import torch.nn as nn
 
 from .attention import ATTENTION_TYPES
-from .layers import (CHECKPOINT_HINT, KWConvNd, checkpoint_keys,
-                     checkpoint_name)
+from .layers import CHECKPOINT_HINT, KWConvNd, checkpoint_keys, checkpoint_name
 from .plan import LayerPlan, NetworkPlan, WarehouseSpec, build_plan
 
 __all__ = ['WarehouseManager', 'bound_layers']
 
+
 def _key_prefixes(keys: Sequence[str], limit: int = 6) -> str:
     """The distinct first components of ``keys``, e.g. ``'backbone.',
     'neck.'``."""
-    heads = list(dict.fromkeys(k.split('.', 1)[0] + ('.' if '.' in k else '')
-                               for k in keys))
+    heads = list(
+        dict.fromkeys(
+            k.split('.', 1)[0] + ('.' if '.' in k else '') for k in keys))
     shown = ', '.join(repr(h) for h in heads[:limit])
     return shown + (f' and {len(heads) - limit} more'
                     if len(heads) > limit else '')
@@ -45,8 +46,8 @@ def _follow_replica(manager_path: str, layer_paths: Sequence[str],
         first = network.get_submodule(layer_paths[0])
     except AttributeError:
         return
-    if not isinstance(first, KWConvNd) or (
-            first._manager and first._manager[0] is manager):
+    if not isinstance(first, KWConvNd) or (first._manager
+                                           and first._manager[0] is manager):
         return
     for path in layer_paths:
         network.get_submodule(path)._manager = (manager, )
@@ -146,7 +147,9 @@ class WarehouseManager(nn.Module):
         self.specs[name] = WarehouseSpec(name, budget, cell_ratio)
         return name
 
-    def bind(self, network: nn.Module, attention_init: bool = True) -> NetworkPlan:
+    def bind(self,
+             network: nn.Module,
+             attention_init: bool = True) -> NetworkPlan:
         """Plan the warehouses of ``network`` and bind its KW layers.
 
         Args:
@@ -169,7 +172,8 @@ class WarehouseManager(nn.Module):
                 f'attention_init must be True (train from scratch: '
                 f'temperature 1 -> 0) or False (fine-tune: temperature '
                 f'pinned to 0), got {attention_init!r}')
-        layers: List[tuple] = [(name, m) for name, m in network.named_modules()
+        layers: List[tuple] = [(name, m)
+                               for name, m in network.named_modules()
                                if isinstance(m, KWConvNd)]
         if not layers:
             raise ValueError(f'{type(network).__name__} has no KW layers')
@@ -206,12 +210,11 @@ class WarehouseManager(nn.Module):
         if not attention_init:
             network.register_load_state_dict_post_hook(
                 functools.partial(_pin_temperatures, self.layer_paths))
-        own_path = next((name for name, m in network.named_modules()
-                         if m is self), None)
+        own_path = next(
+            (name for name, m in network.named_modules() if m is self), None)
         if own_path is not None:
             network.register_forward_pre_hook(
-                functools.partial(_follow_replica, own_path,
-                                  self.layer_paths))
+                functools.partial(_follow_replica, own_path, self.layer_paths))
         self.init_weights()
         return plan
 
@@ -270,21 +273,20 @@ class WarehouseManager(nn.Module):
                     f'architecture: {CHECKPOINT_HINT}')
         if found and len(found) < len(expected):
             missing = sorted(set(expected) - set(found))
-            raise ValueError(
-                f'{source} lacks {len(missing)} of the model\'s '
-                f'{len(expected)} warehouses ({missing[:3]}); '
-                f'{CHECKPOINT_HINT}')
+            raise ValueError(f'{source} lacks {len(missing)} of the model\'s '
+                             f'{len(expected)} warehouses ({missing[:3]}); '
+                             f'{CHECKPOINT_HINT}')
         if found:
             return
-        others = sorted(key for key in state_dict
-                        if key.startswith(prefix + 'weights.'))
+        others = sorted(
+            key for key in state_dict if key.startswith(prefix + 'weights.'))
         if others:
             raise ValueError(
                 f'{source}: warehouses {others[:3]} are not the model\'s '
                 f'({sorted(expected)[:3]}): numbered warehouses come from an '
                 f'unconverted official checkpoint; {CHECKPOINT_HINT}')
-        raise ValueError(self._nothing_matches(source, state_dict, prefix,
-                                               expected))
+        raise ValueError(
+            self._nothing_matches(source, state_dict, prefix, expected))
 
     def _nothing_matches(self, source: str, state_dict: dict, prefix: str,
                          expected: dict) -> str:

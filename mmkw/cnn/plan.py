@@ -1,4 +1,4 @@
-"""The warehouse plan: how KernelWarehouse layers share and split their kernels.
+"""The warehouse plan: how KernelWarehouse layers share and split kernels.
 
 A plan is pure data. It is computed from the shapes of the layers that share
 each warehouse and the parameter budget, following the conventions of the
@@ -82,8 +82,8 @@ class LayerSpec:
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f'{self.name}: {key} must be a positive '
                                  f'int, got {value!r}')
-        if not self.kernel_size or any(
-                not isinstance(k, int) or k <= 0 for k in self.kernel_size):
+        if not self.kernel_size or any(not isinstance(k, int) or k <= 0
+                                       for k in self.kernel_size):
             raise ValueError(f'{self.name}: kernel_size must be positive '
                              f'ints, got {self.kernel_size!r}')
         if self.in_channels % self.groups or self.out_channels % self.groups:
@@ -246,11 +246,10 @@ class NetworkPlan:
                   'params')
         rows = [header]
         for wh in self.warehouses:
-            rows.append(
-                (wh.name, format_budget(wh.spec.budget),
-                 'x'.join(str(s) for s in wh.cell_shape),
-                 str(len(wh.layers)), str(wh.num_mixtures),
-                 str(wh.num_cells), f'{wh.num_params:,}'))
+            rows.append((wh.name, format_budget(wh.spec.budget),
+                         'x'.join(str(s) for s in wh.cell_shape),
+                         str(len(wh.layers)), str(wh.num_mixtures),
+                         str(wh.num_cells), f'{wh.num_params:,}'))
         rows.append(('total', '', '', str(len(self.layers)),
                      str(sum(wh.num_mixtures for wh in self.warehouses)),
                      str(sum(wh.num_cells for wh in self.warehouses)),
@@ -259,8 +258,8 @@ class NetworkPlan:
         lines = []
         for i, row in enumerate(rows):
             cells = [
-                row[0].ljust(widths[0]), row[1].ljust(widths[1]),
-                row[2].ljust(widths[2])
+                row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].ljust(
+                    widths[2])
             ] + [c.rjust(w) for c, w in zip(row[3:], widths[3:])]
             lines.append('  '.join(cells).rstrip())
             if i == 0 or i == len(rows) - 2:
@@ -335,8 +334,8 @@ def build_plan(layers: Sequence[LayerSpec],
         if len(dims) != 1:
             raise ValueError(
                 f'warehouse {name!r} mixes layers of different kernel '
-                f'dimensions: ' + ', '.join(
-                    f'{layer.name} {layer.kernel_size}' for layer in group))
+                f'dimensions: ' + ', '.join(f'{layer.name} {layer.kernel_size}'
+                                            for layer in group))
         gcd_out = math.gcd(*(layer.out_channels for layer in group))
         gcd_in = math.gcd(*(layer.in_channels // layer.groups
                             for layer in group))
@@ -353,20 +352,19 @@ def build_plan(layers: Sequence[LayerSpec],
                     f'layer {layer.name!r} ({layer.in_channels}->'
                     f'{layer.out_channels}, groups={layer.groups}) cannot be '
                     f'split into cells of {c_o}x{c_i} channels of warehouse '
-                    f'{name!r} (cell_ratio={spec.cell_ratios}); out channels and '
-                    f'in channels per group must be multiples of the cell')
+                    f'{name!r} (cell_ratio={spec.cell_ratios}); out channels '
+                    f'and in channels per group must be multiples of the cell')
             split = (math.prod(layer.kernel_size), out_per_group // c_o,
                      in_per_group // c_i)
-            wh_plan.layers.append(
-                LayerPlan(layer, index, split, 0, [], 0))
+            wh_plan.layers.append(LayerPlan(layer, index, split, 0, [], 0))
         wh_plan.num_mixtures = sum(lp.num_mixtures for lp in wh_plan.layers)
         wh_plan.num_cells = max(int(wh_plan.num_mixtures * spec.budget), 1)
         plans.append(wh_plan)
     total = sum(wh.num_params for wh in plans)
     if total > MAX_WAREHOUSE_PARAMS:
         raise ValueError(
-            'the budgets (' + ', '.join(
-                f'{wh.name}: {wh.spec.budget!r}' for wh in plans) +
+            'the budgets (' + ', '.join(f'{wh.name}: {wh.spec.budget!r}'
+                                        for wh in plans) +
             f') would need {total:,} warehouse parameters ({total * 4e-9:.1f}'
             f' GB in float32), more than the {MAX_WAREHOUSE_PARAMS:,} mmkw '
             f'allows; the paper uses budgets from 1/4 to 4')
@@ -378,8 +376,8 @@ def build_plan(layers: Sequence[LayerSpec],
         lp = by_name[layer.name]
         wh = plans[lp.warehouse_index]
         lp.start = counters[lp.warehouse_index]
-        lp.beta, lp.num_cells = _assign_cells(lp.num_mixtures,
-                                              wh.spec.budget, lp.start)
+        lp.beta, lp.num_cells = _assign_cells(lp.num_mixtures, wh.spec.budget,
+                                              lp.start)
         counters[lp.warehouse_index] += lp.num_cells
     for wh, used in zip(plans, counters):
         if used > wh.num_cells:

@@ -14,8 +14,7 @@ def pinned_managers(model: nn.Module) -> List[str]:
     """Module paths of the warehouse managers in ``model`` bound with
     ``attention_init=False`` (temperature pinned to 0: fine-tuning)."""
     return [
-        path or type(model).__name__
-        for path, m in model.named_modules()
+        path or type(model).__name__ for path, m in model.named_modules()
         if isinstance(m, WarehouseManager) and m.plan is not None
         and not m.attention_init
     ]
@@ -59,8 +58,10 @@ def get_temperature(model: nn.Module):
     Raises:
         ValueError: If the layers disagree.
     """
-    values = {float(m.temperature) for m in model.modules()
-              if isinstance(m, KWAttention)}
+    values = {
+        float(m.temperature)
+        for m in model.modules() if isinstance(m, KWAttention)
+    }
     if not values:
         return None
     if len(values) > 1:

@@ -9,15 +9,14 @@ from . import convnext  # noqa: F401  (registers the family)
 from . import mobilenet_v2  # noqa: F401  (registers the family)
 from . import resnet  # noqa: F401  (registers the family)
 from .official import (OFFICIAL_WAREHOUSE_PREFIX, ConversionReport,
-                       OfficialFamily, build_model_from_config,
-                       convert_official_state_dict, detect_family,
-                       find_matching_config, load_official_checkpoint,
-                       model_warehouse_keys, register_family,
-                       registered_families)
+                       OfficialFamily, convert_official_state_dict,
+                       detect_family, find_matching_config,
+                       load_official_checkpoint, model_warehouse_keys,
+                       register_family, registered_families)
 
 __all__ = [
     'OFFICIAL_WAREHOUSE_PREFIX', 'ConversionReport', 'OfficialFamily',
-    'build_model_from_config', 'convert_official_state_dict',
-    'detect_family', 'find_matching_config', 'load_official_checkpoint',
-    'model_warehouse_keys', 'register_family', 'registered_families'
+    'convert_official_state_dict', 'detect_family', 'find_matching_config',
+    'load_official_checkpoint', 'model_warehouse_keys', 'register_family',
+    'registered_families'
 ]

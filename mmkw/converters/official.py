@@ -17,12 +17,10 @@ produced; anything else raises a ``ValueError`` listing the offending keys.
 """
 import argparse
 import functools
-import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import (Callable, Dict, List, Mapping, Optional, Set, Tuple,
-                    Union)
+from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -34,8 +32,7 @@ __all__ = [
     'OFFICIAL_WAREHOUSE_PREFIX', 'OfficialFamily', 'ConversionReport',
     'register_family', 'registered_families', 'detect_family',
     'load_official_checkpoint', 'model_warehouse_keys',
-    'convert_official_state_dict', 'find_matching_config',
-    'build_model_from_config'
+    'convert_official_state_dict', 'find_matching_config'
 ]
 
 #: Prefix of the warehouse tensors in an official state dict.
@@ -169,10 +166,9 @@ _ALREADY_MMKW = (
 
 def _is_mmkw_state_dict(state_dict: Mapping) -> bool:
     """mmkw names its warehouses, the official code numbers them."""
-    return any(
-        '.weights.' in key and key.split('.weights.')[0].endswith(
-            'warehouse_manager') and not key.split('.')[-1].isdigit()
-        for key in state_dict)
+    return any('.weights.' in key and key.split('.weights.')[0].endswith(
+        'warehouse_manager') and not key.split('.')[-1].isdigit()
+               for key in state_dict)
 
 
 def _load_checkpoint_file(path: Union[str, Path]):
@@ -282,9 +278,9 @@ def _convert(state_dict: Mapping[str, torch.Tensor], model: nn.Module,
 
 
 def convert_official_state_dict(
-        state_dict: Mapping[str, torch.Tensor],
-        model: nn.Module,
-        family: Optional[OfficialFamily] = None
+    state_dict: Mapping[str, torch.Tensor],
+    model: nn.Module,
+    family: Optional[OfficialFamily] = None
 ) -> 'OrderedDict[str, torch.Tensor]':
     """Convert an official state dict to the keys of an mmkw model.
 
@@ -308,15 +304,14 @@ def convert_official_state_dict(
         family = detect_family(state_dict.keys())
     converted, report = _convert(state_dict, model, family)
     if report.num_problems:
-        raise ValueError(
-            f'the official {family.name} checkpoint does not fit '
-            f'{type(model).__name__}: {report.summary()}')
+        raise ValueError(f'the official {family.name} checkpoint does not fit '
+                         f'{type(model).__name__}: {report.summary()}')
     return converted
 
 
-def find_matching_config(state_dict: Mapping[str, torch.Tensor],
-                         config_dir: Union[str, Path]
-                         ) -> Tuple[Path, OfficialFamily]:
+def find_matching_config(
+        state_dict: Mapping[str, torch.Tensor],
+        config_dir: Union[str, Path]) -> Tuple[Path, OfficialFamily]:
     """Find the mmkw config whose model an official state dict fits exactly.
 
     Detects the family, then builds (on the meta device, so no memory is
@@ -366,4 +361,3 @@ def _first(keys, count: int = _SHOW) -> str:
     keys = list(keys)
     shown = ', '.join(str(k) for k in keys[:count])
     return f'[{shown}{", ..." if len(keys) > count else ""}]'
-

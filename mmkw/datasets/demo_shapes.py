@@ -23,7 +23,7 @@ Layout written by :func:`generate_demo_shapes`::
 import json
 import os
 import os.path as osp
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import cv2
 import numpy as np
@@ -139,8 +139,8 @@ def render_split(num_images: int,
         background = rng.integers(0, 256, size=3)
         canvas = np.empty((img_size, img_size, 3), np.float64)
         canvas[:] = background
-        for cx, cy, r in _sample_layout(rng, img_size, max_shapes,
-                                        min_radius, max_radius):
+        for cx, cy, r in _sample_layout(rng, img_size, max_shapes, min_radius,
+                                        max_radius):
             label = int(rng.integers(len(DEMO_CLASSES)))
             polygon = shape_polygon(DEMO_CLASSES[label], cx, cy, r,
                                     float(rng.uniform(0, 2 * np.pi)))
@@ -234,4 +234,3 @@ def generate_demo_shapes(out_dir: str,
         with open(ann_paths[split], 'w') as f:
             json.dump(coco, f)
     return ann_paths
-

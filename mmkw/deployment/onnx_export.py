@@ -194,8 +194,9 @@ def verify_onnx(model: nn.Module,
             expected = (expected, )
         outputs = session.run(None, {input_name: x.numpy()})
         error = max(
-            float(np.abs(out - ref.numpy()).max() /
-                  max(float(ref.abs().max()), 1e-12))
+            float(
+                np.abs(out - ref.numpy()).max() /
+                max(float(ref.abs().max()), 1e-12))
             for out, ref in zip(outputs, expected))
         if error > tolerance:
             raise RuntimeError(

@@ -22,8 +22,8 @@ reach that same function. mmkw re-registers all of these schemes:
 :func:`load_from_http` downloads to the usual cache (``torch.hub``'s
 ``checkpoints`` directory, rank 0 first as MMEngine does, under a name keyed
 by the whole URL) and then loads the file with :func:`load_from_local`; the
-named schemes keep MMEngine's name tables. (``pavi://`` and ``s3://``/``petrel://`` already load with
-``torch.load``'s safe default.)
+named schemes keep MMEngine's name tables. (``pavi://`` and
+``s3://``/``petrel://`` already load with ``torch.load``'s safe default.)
 """
 import hashlib
 import os
@@ -118,7 +118,8 @@ def safe_checkpoint_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
         np.ndarray,
         np.dtype,
     ]
-    entries += sorted({type(np.dtype(t)) for t in _NUMERIC_DTYPES},
+    entries += sorted({type(np.dtype(t))
+                       for t in _NUMERIC_DTYPES},
                       key=lambda cls: cls.__name__)
     for module in ('numpy._core.multiarray', 'numpy.core.multiarray'):
         entries.append((multiarray._reconstruct, f'{module}._reconstruct'))
@@ -168,9 +169,9 @@ def load_from_local(filename: str,
     if osp.getsize(filename) == 0:
         raise CheckpointLoadError(
             f'{what}: the file is empty, not a checkpoint')
+    allowed = [*safe_checkpoint_globals(), *extra_globals]
     try:
-        with torch.serialization.safe_globals(
-                [*safe_checkpoint_globals(), *extra_globals]):
+        with torch.serialization.safe_globals(allowed):
             checkpoint = torch.load(
                 filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -223,13 +224,13 @@ def _refused_globals(filename: str, error: Exception) -> List[str]:
     if not names and zipfile.is_zipfile(filename):
         try:
             allowed = {
-                f'{g.__module__}.{g.__qualname__}' if not isinstance(g, tuple)
-                else g[1]
+                f'{g.__module__}.{g.__qualname__}'
+                if not isinstance(g, tuple) else g[1]
                 for g in safe_checkpoint_globals()
             }
             names = [
-                g for g in torch.serialization.
-                get_unsafe_globals_in_checkpoint(filename)
+                g for g in
+                torch.serialization.get_unsafe_globals_in_checkpoint(filename)
                 if g not in allowed
             ]
         except Exception:

@@ -83,8 +83,8 @@ def efficient_conv_bn_eval_graph_transform(
     modules = dict(fx_model.named_modules())
     pairs = []
     for node in fx_model.graph.nodes:
-        if node.op != 'call_module' or not isinstance(
-                modules[node.target], _BatchNorm):
+        if node.op != 'call_module' or not isinstance(modules[node.target],
+                                                      _BatchNorm):
             continue
         source = node.args[0]
         if not isinstance(source, fx.Node) or source.op != 'call_module' \
@@ -98,8 +98,8 @@ def efficient_conv_bn_eval_graph_transform(
         with fx_model.graph.inserting_before(conv_node):
             conv = fx_model.graph.get_attr(conv_node.target)
             bn = fx_model.graph.get_attr(bn_node.target)
-            fused = fx_model.graph.call_function(
-                control, (bn, conv, conv_node.args[0]))
+            fused = fx_model.graph.call_function(control,
+                                                 (bn, conv, conv_node.args[0]))
         bn_node.replace_all_uses_with(fused)
         fx_model.graph.erase_node(bn_node)
         fx_model.graph.erase_node(conv_node)

@@ -42,9 +42,7 @@ class CPUAutocastOptimWrapper(OptimWrapper):
 
     valid_dtypes = ('bfloat16', 'float16')
 
-    def __init__(self,
-                 dtype: Union[str, torch.dtype] = 'bfloat16',
-                 **kwargs):
+    def __init__(self, dtype: Union[str, torch.dtype] = 'bfloat16', **kwargs):
         if isinstance(dtype, torch.dtype):
             dtype = str(dtype).replace('torch.', '')
         if dtype not in self.valid_dtypes:

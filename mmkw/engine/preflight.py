@@ -14,6 +14,9 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
+#: Split phases or checkpoint paths.
+Names = Sequence[str]
+
 __all__ = ['MissingInputsError', 'find_missing_inputs', 'check_inputs']
 
 #: The dataloaders each phase reads.
@@ -117,18 +120,16 @@ def _checkpoint_hint(path: str, config_dir: str) -> Optional[str]:
                 f'DOWNLOADED.pth {path}')
     else:
         hint = (f'For {path}: the authors released no {model} checkpoint')
-    configs = sorted(
-        glob.glob(osp.join(config_dir, f'{model}_*in1k.py')))
+    configs = sorted(glob.glob(osp.join(config_dir, f'{model}_*in1k.py')))
     if configs:
         hint += (', or train it with ' if url else '; train it with ') + \
             ' or '.join(f'python tools/train.py {c}' for c in configs)
     return hint + '.'
 
 
-def find_missing_inputs(cfg: Config,
-                        phases: Sequence[str],
-                        checkpoints: Sequence[str] = ()
-                        ) -> Tuple[List[str], List[str]]:
+def find_missing_inputs(
+    cfg: Config, phases: Sequence[str], checkpoints: Sequence[str] = ()
+) -> Tuple[List[str], List[str]]:
     """Everything a run of ``phases`` needs that is not there.
 
     Args:
@@ -174,9 +175,7 @@ def find_missing_inputs(cfg: Config,
     return missing, hints
 
 
-def check_inputs(cfg: Config,
-                 phases: Sequence[str],
-                 checkpoints: Sequence[str] = ()) -> None:
+def check_inputs(cfg: Config, phases: Names, checkpoints: Names = ()) -> None:
     """Raise :class:`MissingInputsError` listing all that
     :func:`find_missing_inputs` finds (arguments as there)."""
     missing, hints = find_missing_inputs(cfg, phases, checkpoints)

@@ -11,9 +11,9 @@ from torch.overrides import TorchFunctionMode
 __all__ = ['build_model_from_config']
 
 
-def build_model_from_config(config: Union[str, Path, Config],
-                            device: Union[str, torch.device, None] = None
-                            ) -> nn.Module:
+def build_model_from_config(
+        config: Union[str, Path, Config],
+        device: Union[str, torch.device, None] = None) -> nn.Module:
     """Build ``cfg.model`` of an MMPretrain or MMDetection config.
 
     Nothing is initialised or loaded (``init_cfg`` checkpoints load only in

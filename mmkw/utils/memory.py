@@ -6,8 +6,7 @@ import torch
 __all__ = ['saved_tensor_bytes']
 
 
-def saved_tensor_bytes(step: Callable[[], object],
-                       exclude: Collection[int] = ()) -> int:
+def saved_tensor_bytes(step: Callable, exclude: Collection[int] = ()) -> int:
     """Bytes autograd saves for backward while ``step()`` runs.
 
     Each storage is counted once (a tensor saved by several operations, or

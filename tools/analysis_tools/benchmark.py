@@ -52,50 +52,72 @@ __all__ = ['MODELS', 'measure', 'plot_ratios', 'main']
 
 #: name -> (plain builder, KW builder taking the budget)
 MODELS: Dict[str, tuple] = {
-    'resnet18': (lambda: ResNet(depth=18),
-                 lambda b: KWResNet(depth=18, budget=b)),
-    'resnet50': (lambda: ResNet(depth=50),
-                 lambda b: KWResNet(depth=50, budget=b)),
-    'mobilenet-v2': (lambda: MobileNetV2(),
-                     lambda b: KWMobileNetV2(budget=b)),
+    'resnet18':
+    (lambda: ResNet(depth=18), lambda b: KWResNet(depth=18, budget=b)),
+    'resnet50':
+    (lambda: ResNet(depth=50), lambda b: KWResNet(depth=50, budget=b)),
+    'mobilenet-v2': (lambda: MobileNetV2(), lambda b: KWMobileNetV2(budget=b)),
     'convnext-t': (lambda: ConvNeXt(arch='tiny'),
                    lambda b: KWConvNeXt(arch='tiny', budget=b)),
 }
-DEFAULT_MODELS = ['resnet18:1', 'resnet18:4', 'resnet50:1', 'resnet50:4',
-                  'mobilenet-v2:1', 'convnext-t:1']
+DEFAULT_MODELS = [
+    'resnet18:1', 'resnet18:4', 'resnet50:1', 'resnet50:4', 'mobilenet-v2:1',
+    'convnext-t:1'
+]
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
-        '--models', nargs='+', default=DEFAULT_MODELS,
+        '--models',
+        nargs='+',
+        default=DEFAULT_MODELS,
         help=f'NAME[:BUDGET] with NAME in {sorted(MODELS)} (budget 1 if '
         'omitted)')
-    parser.add_argument('--batch', type=int, nargs='+', default=[1, 8],
-                        help='inference batch sizes')
+    parser.add_argument(
+        '--batch',
+        type=int,
+        nargs='+',
+        default=[1, 8],
+        help='inference batch sizes')
     parser.add_argument('--train-batch', type=int, default=8)
     parser.add_argument('--size', type=int, default=224)
-    parser.add_argument('--rounds', type=int, default=5,
-                        help='timed rounds (after one warm-up round)')
+    parser.add_argument(
+        '--rounds',
+        type=int,
+        default=5,
+        help='timed rounds (after one warm-up round)')
     parser.add_argument('--threads', type=int, default=None)
-    parser.add_argument('--skip', nargs='*', default=[],
-                        choices=['inference', 'train', 'saved'],
-                        help='figures to leave out')
-    parser.add_argument('--compile', action='store_true',
-                        help='also time torch.compile of plain and KW fast')
-    parser.add_argument('--peak-rss', action='store_true',
-                        help='peak RSS of a training step, each variant in '
-                        'a fresh process')
-    parser.add_argument('--detector', action='store_true',
-                        help='Mask R-CNN KW-R50 training step with and '
-                        'without efficient_conv_bn_eval')
+    parser.add_argument(
+        '--skip',
+        nargs='*',
+        default=[],
+        choices=['inference', 'train', 'saved'],
+        help='figures to leave out')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='also time torch.compile of plain and KW fast')
+    parser.add_argument(
+        '--peak-rss',
+        action='store_true',
+        help='peak RSS of a training step, each variant in '
+        'a fresh process')
+    parser.add_argument(
+        '--detector',
+        action='store_true',
+        help='Mask R-CNN KW-R50 training step with and '
+        'without efficient_conv_bn_eval')
     parser.add_argument('--det-size', type=int, default=512)
     parser.add_argument(
-        '--device', choices=['cpu', 'cuda'], default='cpu',
+        '--device',
+        choices=['cpu', 'cuda'],
+        default='cpu',
         help='where models and inputs live (default: cpu); on cuda the '
         'memory figure is the peak CUDA memory of a training step')
     parser.add_argument(
-        '--plot', metavar='FILE',
+        '--plot',
+        metavar='FILE',
         help='draw the KW / plain inference time ratios (fast path and '
         'reference, per model and batch) with the FLOP floor to FILE '
         '(e.g. ratios.png)')
@@ -129,8 +151,10 @@ _START = time.perf_counter()
 
 def progress(message: str) -> None:
     """A progress line on stderr, with the seconds since the start."""
-    print(f'[benchmark {time.perf_counter() - _START:7.1f} s] {message}',
-          file=sys.stderr, flush=True)
+    print(
+        f'[benchmark {time.perf_counter() - _START:7.1f} s] {message}',
+        file=sys.stderr,
+        flush=True)
 
 
 def synchronize(device: str) -> None:
@@ -142,8 +166,12 @@ def synchronize(device: str) -> None:
 class Variant:
     """A model run one way: plain, KW reference, KW fast (maybe compiled)."""
 
-    def __init__(self, label: str, model: nn.Module, implementation=None,
-                 compiled: bool = False, device: str = 'cpu'):
+    def __init__(self,
+                 label: str,
+                 model: nn.Module,
+                 implementation=None,
+                 compiled: bool = False,
+                 device: str = 'cpu'):
         self.label = label
         self.model = model.to(device)
         self.device = device
@@ -309,29 +337,39 @@ def benchmark_model(name, budget, args) -> dict:
     ]
     if args.compile:
         variants += [
-            Variant('plain compiled', copy.deepcopy(plain), compiled=True,
-                    device=device),
-            Variant('KW fast compiled', kw, 'blocked', compiled=True,
-                    device=device)
+            Variant(
+                'plain compiled',
+                copy.deepcopy(plain),
+                compiled=True,
+                device=device),
+            Variant(
+                'KW fast compiled',
+                kw,
+                'blocked',
+                compiled=True,
+                device=device)
         ]
     rounds = f'{len(variants)} variants x (1 warm-up + {args.rounds}) rounds'
     if 'inference' not in args.skip:
         for batch in args.batch:
             progress(f'{title}: timing inference at batch {batch}, {rounds}')
-            inputs = torch.randn(batch, 3, args.size, args.size,
-                                 device=device)
-            runs = {v.label: functools.partial(v.infer, inputs)
-                    for v in variants}
+            inputs = torch.randn(batch, 3, args.size, args.size, device=device)
+            runs = {
+                v.label: functools.partial(v.infer, inputs)
+                for v in variants
+            }
             times = measure(runs, args.rounds, device)
             result['inference'][batch] = times
             print_times(f'inference, batch {batch}', times)
-    inputs = torch.randn(args.train_batch, 3, args.size, args.size,
-                         device=device)
+    inputs = torch.randn(
+        args.train_batch, 3, args.size, args.size, device=device)
     if 'train' not in args.skip:
         progress(f'{title}: timing a training step at batch '
                  f'{args.train_batch}, {rounds}')
-        runs = {v.label: functools.partial(v.train_step, inputs)
-                for v in variants}
+        runs = {
+            v.label: functools.partial(v.train_step, inputs)
+            for v in variants
+        }
         print_times(f'training step, batch {args.train_batch}',
                     measure(runs, args.rounds, device))
     if 'saved' not in args.skip and device == 'cuda':
@@ -364,7 +402,8 @@ def benchmark_model(name, budget, args) -> dict:
     return result
 
 
-def plot_ratios(results: List[dict], out: str,
+def plot_ratios(results: List[dict],
+                out: str,
                 title: Optional[str] = None) -> None:
     """Draw, per model, the median KW / plain inference time ratio (with
     its min-max range over the rounds) against the batch size, for the
@@ -380,25 +419,30 @@ def plot_ratios(results: List[dict], out: str,
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(
-        1, len(results), figsize=(3.6 * len(results) + 0.6, 3.6),
+        1,
+        len(results),
+        figsize=(3.6 * len(results) + 0.6, 3.6),
         squeeze=False)
     for ax, result in zip(axes[0], results):
         batches = sorted(result['inference'])
         xs = range(len(batches))
         for label, name, style in (('KW fast', 'fast path', 'o-'),
                                    ('KW reference', 'reference', 's--')):
-            ratios = [_ratios(result['inference'][b][label],
-                              result['inference'][b]['plain'])
-                      for b in batches]
+            ratios = [
+                _ratios(result['inference'][b][label],
+                        result['inference'][b]['plain']) for b in batches
+            ]
             med = [statistics.median(r) for r in ratios]
             err = [[m - min(r) for m, r in zip(med, ratios)],
                    [max(r) - m for m, r in zip(med, ratios)]]
-            ax.errorbar(xs, med, yerr=err, fmt=style, capsize=3,
-                        label=name)
+            ax.errorbar(xs, med, yerr=err, fmt=style, capsize=3, label=name)
         floor = result['flop_floor']
         if floor is not None:
-            ax.axhline(floor, color='grey', linestyle=':',
-                       label=f'FLOP floor {floor:.2f}x')
+            ax.axhline(
+                floor,
+                color='grey',
+                linestyle=':',
+                label=f'FLOP floor {floor:.2f}x')
         ax.axhline(1.0, color='black', linewidth=0.5)
         ax.set_xticks(list(xs), [str(b) for b in batches])
         ax.set_xlabel('inference batch')
@@ -416,10 +460,10 @@ def plot_ratios(results: List[dict], out: str,
 
 def benchmark_detector(args):
     """Mask R-CNN KW-R50 (the COCO config) training step, folded or not."""
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
     from mmdet.registry import MODELS as DET_MODELS
     from mmdet.testing import demo_mm_inputs
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
 
     from mmkw.engine import turn_on_efficient_conv_bn_eval
     init_default_scope('mmdet')
@@ -433,10 +477,15 @@ def benchmark_detector(args):
                                    ['backbone'])
     size = args.det_size
     packed = demo_mm_inputs(
-        batch_size=2, image_shapes=[(3, size, size)] * 2, num_items=[5, 5],
-        num_classes=80, with_mask=True)
-    optimizers = {k: torch.optim.SGD(m.parameters(), lr=0.0)
-                  for k, m in models.items()}
+        batch_size=2,
+        image_shapes=[(3, size, size)] * 2,
+        num_items=[5, 5],
+        num_classes=80,
+        with_mask=True)
+    optimizers = {
+        k: torch.optim.SGD(m.parameters(), lr=0.0)
+        for k, m in models.items()
+    }
     losses = {}
 
     def loss_of(label):
@@ -460,17 +509,27 @@ def benchmark_detector(args):
           f', 2 images {size}x{size}, norm_eval, frozen stage 1')
     progress(f'Mask R-CNN: timing a training step, {len(models)} variants '
              f'x (1 warm-up + {args.rounds}) rounds')
-    times = measure({label: functools.partial(step, label)
-                     for label in models}, args.rounds, args.device)
-    print_times('training step', times, base='unfolded',
-                notes={k: f'loss {v:.6f}' for k, v in losses.items()})
+    times = measure(
+        {label: functools.partial(step, label)
+         for label in models}, args.rounds, args.device)
+    print_times(
+        'training step',
+        times,
+        base='unfolded',
+        notes={
+            k: f'loss {v:.6f}'
+            for k, v in losses.items()
+        })
     if args.device == 'cuda':
         progress('Mask R-CNN: peak CUDA memory of a training step')
         print('\npeak CUDA memory of a training step: MB above the '
               'allocation before it, ratio to unfolded')
-        values = {label: peak_cuda_memory(functools.partial(step, label),
-                                          optimizers[label])
-                  for label in models}
+        values = {
+            label:
+            peak_cuda_memory(
+                functools.partial(step, label), optimizers[label])
+            for label in models
+        }
         first = values['unfolded']
         for label, value in values.items():
             print(f'  {label:24s} {value / 2**20:9.1f}  '
@@ -509,8 +568,9 @@ def main(argv=None):
               f'{torch.get_num_threads()} threads, {args.size}x{args.size}, '
               f'tau = 0, {args.rounds} rounds')
     print(header)
-    results = [benchmark_model(name, budget, args)
-               for name, budget in args.models]
+    results = [
+        benchmark_model(name, budget, args) for name, budget in args.models
+    ]
     if args.detector:
         benchmark_detector(args)
     if args.plot:

@@ -1,9 +1,10 @@
 """FLOPs and parameters of a KW model next to its plain counterpart.
 
 Example:
-    python tools/analysis_tools/get_flops.py configs/kw1x-resnet50_8xb32_in1k.py
-    python tools/analysis_tools/get_flops.py configs/mask-rcnn_kw-r50_1x_coco.py \
-        --shape 800 1333
+    python tools/analysis_tools/get_flops.py \
+        configs/kw1x-resnet50_8xb32_in1k.py
+    python tools/analysis_tools/get_flops.py \
+        configs/mask-rcnn_kw-r50_1x_coco.py --shape 800 1333
 
 Counts what MMPretrain's and MMDetection's ``get_flops.py`` count, with the
 same counter (MMEngine's): ``model.extract_feat`` (the backbone and neck) on
@@ -85,8 +86,9 @@ def main(argv=None):
         print(f'{name:6} {result["flops"] / 1e9:8.3f} '
               f'{result["params"] / 1e6:11.2f}')
     kw_ops = results['KW']['by_operator']
-    print('KW FLOPs by operator (G): ' + ', '.join(
-        f'{op} {flops / 1e9:.3f}' for op, flops in kw_ops.most_common()))
+    print('KW FLOPs by operator (G): ' +
+          ', '.join(f'{op} {flops / 1e9:.3f}'
+                    for op, flops in kw_ops.most_common()))
     return results
 
 

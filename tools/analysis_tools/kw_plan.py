@@ -2,8 +2,8 @@
 
 Example:
     python tools/analysis_tools/kw_plan.py configs/kw1x-resnet50_8xb32_in1k.py
-    python tools/analysis_tools/kw_plan.py configs/mask-rcnn_kw-r50_1x_coco.py \
-        --layers --budget 4
+    python tools/analysis_tools/kw_plan.py \
+        configs/mask-rcnn_kw-r50_1x_coco.py --layers --budget 4
 
 Per warehouse manager (backbone, KW head): the paper's Table 14 (cell
 shape, layers, m_t, n, parameters), then the parameters against the plain

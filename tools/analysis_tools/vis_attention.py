@@ -2,8 +2,8 @@
 
 Example:
     python tools/analysis_tools/vis_attention.py \
-        configs/demo/mask-rcnn_kw1x-r18_demo-shapes.py work_dirs/demo/epoch_6.pth \
-        --num-images 64 --out-dir attention_maps
+        configs/demo/mask-rcnn_kw1x-r18_demo-shapes.py \
+        work_dirs/demo/epoch_6.pth --num-images 64 --out-dir attention_maps
 
 Runs the model over a split of the config's dataset (its pipeline and data
 preprocessor, at the checkpoint's temperature), averages the attention
@@ -89,8 +89,11 @@ def main(argv=None):
     # Whole batches run: --num-images rounded up to a batch multiple.
     batch = loader.batch_size or 1
     total = min(-(-args.num_images // batch) * batch, len(loader.dataset))
-    print(f'Averaging the attention over {total} images of the '
-          f'{args.split} split', file=sys.stderr, flush=True)
+    print(
+        f'Averaging the attention over {total} images of the '
+        f'{args.split} split',
+        file=sys.stderr,
+        flush=True)
     progress = ProgressBar(total, file=sys.stderr)
     with AttentionRecorder(model) as recorder, torch.no_grad():
         for data in loader:
@@ -105,8 +108,10 @@ def main(argv=None):
     stats = layer_statistics(maps)
 
     vis_cfg = dict(cfg.get('visualizer', dict(type='Visualizer')))
-    vis_cfg.update(name='kw_attention', save_dir=args.out_dir or
-                   vis_cfg.get('save_dir', 'work_dirs/kw_attention'))
+    vis_cfg.update(
+        name='kw_attention',
+        save_dir=args.out_dir
+        or vis_cfg.get('save_dir', 'work_dirs/kw_attention'))
     visualizer = VISUALIZERS.build(vis_cfg)
     for warehouse, entry in maps.items():
         image = draw_warehouse_map(warehouse, entry)

@@ -76,15 +76,17 @@ class _Stages:
     def __init__(self):
         self.start = self.last = time.perf_counter()
 
-    def __call__(self, done: str = '', starting: str = '',
+    def __call__(self,
+                 done: str = '',
+                 starting: str = '',
                  last: bool = False) -> None:
         now = time.perf_counter()
         parts = [f'{done} in {now - self.last:.1f} s'] if done else []
         parts += [starting] if starting else []
         if last:
             parts.append(f'{now - self.start:.1f} s in all')
-        print(f'[pytorch2onnx] {"; ".join(parts)}', file=sys.stderr,
-              flush=True)
+        print(
+            f'[pytorch2onnx] {"; ".join(parts)}', file=sys.stderr, flush=True)
         self.last = now
 
 
@@ -97,9 +99,10 @@ def main(argv=None):
     model = build_export_model(args.config, args.checkpoint)
     batch = 'B' if args.dynamic_batch else args.batch_size
     exporter = 'TorchScript' if args.torchscript else 'torch.export'
-    stage('built', f'exporting to {args.out} (input [{batch}, 3, '
-          f'{args.shape[0]}, {args.shape[1]}], {exporter} exporter, opset '
-          f'{args.opset})')
+    stage(
+        'built', f'exporting to {args.out} (input [{batch}, 3, '
+        f'{args.shape[0]}, {args.shape[1]}], {exporter} exporter, opset '
+        f'{args.opset})')
     export_onnx(
         model,
         args.out,
@@ -114,8 +117,9 @@ def main(argv=None):
         stage('exported', last=True)
         return
     batches = (1, 4) if args.dynamic_batch else (args.batch_size, )
-    stage('exported', f'verifying with ONNX Runtime at batch '
-          f'{" and ".join(map(str, batches))}')
+    stage(
+        'exported', f'verifying with ONNX Runtime at batch '
+        f'{" and ".join(map(str, batches))}')
     errors = verify_onnx(model, args.out, batches, args.shape)
     stage('verified', last=True)
     for batch, error in zip(batches, errors):

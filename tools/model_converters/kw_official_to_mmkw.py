@@ -12,19 +12,17 @@ Example::
         kw1x_resnet50.pth checkpoints/kw1x-resnet50_in1k.pth
 """
 import argparse
+import os.path as osp
 import sys
 from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:  # run from a source checkout
-    sys.path.insert(0, str(REPO_ROOT))
-
-from mmkw.converters import (build_model_from_config,  # noqa: E402
-                             convert_official_state_dict, detect_family,
+from mmkw.apis import model_index_root
+from mmkw.converters import (convert_official_state_dict, detect_family,
                              find_matching_config, load_official_checkpoint,
                              model_warehouse_keys)
+from mmkw.models import build_model_from_config
 
 __all__ = ['parse_args', 'convert', 'main']
 
@@ -49,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         'omitted')
     parser.add_argument(
         '--config-dir',
-        default=str(REPO_ROOT / 'configs'),
+        default=osp.realpath(osp.join(model_index_root(), 'configs')),
         help='where to look for matching configs (default: %(default)s)')
     return parser.parse_args(argv)
 
@@ -70,7 +68,8 @@ def convert(src, dst, config=None, config_dir=None) -> dict:
     state_dict = load_official_checkpoint(src)
     if config is None:
         config, family = find_matching_config(
-            state_dict, config_dir or REPO_ROOT / 'configs')
+            state_dict, config_dir
+            or osp.realpath(osp.join(model_index_root(), 'configs')))
         print(f'matching config: {config}')
     else:
         family = detect_family(state_dict.keys())
@@ -93,8 +92,8 @@ def convert(src, dst, config=None, config_dir=None) -> dict:
           f'keys: {len(state_dict)} official -> {len(converted)} mmkw '
           f'(+{len(converted) - len(state_dict)} attention temperatures, '
           f'set to 0)\n'
-          f'warehouses: ' + ', '.join(
-              f'{key} {list(shape)}' for key, shape in warehouses) + '\n'
+          f'warehouses: ' + ', '.join(f'{key} {list(shape)}'
+                                      for key, shape in warehouses) + '\n'
           f'parameters: {num_params:,}\n'
           f'saved: {dst}')
     return checkpoint

@@ -103,8 +103,7 @@ class KWAttentionStatsHook(Hook):
             sums = self._sums.setdefault(warehouse, torch.zeros(4))
             sums += torch.stack([
                 own.sum().cpu(),
-                torch.tensor(float(own.numel())),
-                (a.sum() - own.sum()).cpu(),
+                torch.tensor(float(own.numel())), (a.sum() - own.sum()).cpu(),
                 torch.tensor(float(a.numel() - own.numel()))
             ])
 

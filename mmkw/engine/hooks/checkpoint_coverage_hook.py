@@ -12,8 +12,8 @@ __all__ = ['CheckpointCoverageHook', 'checkpoint_coverage']
 
 
 def checkpoint_coverage(
-        model_state: Mapping, state_dict: Mapping
-) -> Tuple[float, List[str], List[str]]:
+        model_state: Mapping,
+        state_dict: Mapping) -> Tuple[float, List[str], List[str]]:
     """How much of a model a state dict fills.
 
     Args:
@@ -90,9 +90,8 @@ class CheckpointCoverageHook(Hook):
     def __init__(self, min_fraction: float = 0.5):
         if isinstance(min_fraction, bool) or not isinstance(
                 min_fraction, (int, float)) or not 0 <= min_fraction <= 1:
-            raise ValueError(
-                f'min_fraction must be a number in [0, 1], got '
-                f'{min_fraction!r}')
+            raise ValueError(f'min_fraction must be a number in [0, 1], got '
+                             f'{min_fraction!r}')
         self.min_fraction = min_fraction
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -100,8 +99,10 @@ class CheckpointCoverageHook(Hook):
             runner.model) else runner.model
         state_dict: Dict = checkpoint.get('state_dict', checkpoint)
         # MMEngine's Runner.load_checkpoint strips the DDP prefix likewise.
-        state_dict = {re.sub(r'^module\.', '', k): v
-                      for k, v in state_dict.items()}
+        state_dict = {
+            re.sub(r'^module\.', '', k): v
+            for k, v in state_dict.items()
+        }
         model_state = model.state_dict()
         fraction, missing, unexpected = checkpoint_coverage(
             model_state, state_dict)
@@ -112,8 +113,9 @@ class CheckpointCoverageHook(Hook):
         raise ValueError(
             f'checkpoint {source!r} fills {fraction:.1%} of the model '
             f'({len(tensors) - len(missing)} of {len(tensors)} tensors match '
-            f'by name and shape; at least {self.min_fraction:.0%} of its values are '
-            f'needed): missing e.g. {missing[:3]}, and {len(unexpected)} '
-            f'keys the model does not have, e.g. {unexpected[:3]}'
+            f'by name and shape; at least {self.min_fraction:.0%} of its '
+            f'values are needed): missing e.g. {missing[:3]}, and '
+            f'{len(unexpected)} keys the model does not have, e.g. '
+            f'{unexpected[:3]}'
             f'{_prefix_hint(list(model_state), list(state_dict))}. Check '
             f'that the config and the checkpoint belong together.')

@@ -65,9 +65,8 @@ class KWTemperatureHook(Hook):
             raise ValueError(f'give exactly one of epochs and iters, got '
                              f'epochs={epochs!r}, iters={iters!r}')
         for name, value in (('epochs', epochs), ('iters', iters)):
-            if value is not None and (isinstance(value, bool)
-                                      or not isinstance(value, int)
-                                      or value <= 0):
+            if value is not None and (isinstance(
+                    value, bool) or not isinstance(value, int) or value <= 0):
                 raise ValueError(
                     f'{name} must be a positive int, got {value!r}')
         self.epochs = epochs

@@ -45,7 +45,8 @@ class KWBackboneMixin(metaclass=abc.ABCMeta):
         """The modules ``frozen_stages`` freezes (their warehouses too)."""
         return []
 
-    def convert_to_kw(self, manager: WarehouseManager,
+    def convert_to_kw(self,
+                      manager: WarehouseManager,
                       attention_init: bool = True) -> None:
         """Apply :meth:`kw_layout` with ``manager`` and bind it."""
         self.warehouse_manager = manager

@@ -8,8 +8,7 @@ from mmpretrain.models.backbones.convnext import ConvNeXt
 from mmkw.cnn import KWLayout, WarehouseManager
 from mmkw.registry import register_model
 from .base import KWBackboneMixin
-from .utils import (attention_norm_layer, check_frozen_stages,
-                    check_out_indices)
+from .utils import attention_norm_layer, check_frozen_stages, check_out_indices
 
 __all__ = ['KWConvNeXt', 'parse_convnext_budget']
 
@@ -90,16 +89,17 @@ def _check_arch(arch, arch_settings: Mapping) -> Dict[str, list]:
                              f'or a dict with depths and channels, got '
                              f'{arch!r}')
         arch = arch_settings[arch]
-    if not isinstance(arch, Mapping) or not {'depths', 'channels'} <= set(
-            arch):
+    if not isinstance(arch, Mapping) or not {'depths', 'channels'
+                                             } <= set(arch):
         raise ValueError(f'arch must be a name or a dict with "depths" and '
                          f'"channels", got {arch!r}')
     depths, channels = arch['depths'], arch['channels']
-    ok = (isinstance(depths, (list, tuple))
-          and isinstance(channels, (list, tuple))
-          and len(depths) == len(channels) and len(depths) >= 1
-          and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
-                  for v in list(depths) + list(channels)))
+    ok = (
+        isinstance(depths,
+                   (list, tuple)) and isinstance(channels, (list, tuple))
+        and len(depths) == len(channels) and len(depths) >= 1 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0
+            for v in list(depths) + list(channels)))
     if not ok:
         raise ValueError(f'arch needs "depths" and "channels" as sequences '
                          f'of positive ints of the same length, got '
@@ -243,7 +243,8 @@ class KWConvNeXt(KWBackboneMixin, ConvNeXt):
             budget=budgets['stem'],
             reduction=reduction,
             norm_layer=attention_norm_layer(
-                attention_norm_cfg, kwargs.get('norm_cfg'),
+                attention_norm_cfg,
+                kwargs.get('norm_cfg'),
                 default=dict(type='LN')))
         super().__init__(
             arch=arch,
@@ -261,8 +262,8 @@ class KWConvNeXt(KWBackboneMixin, ConvNeXt):
             for block in stage:
                 if block.gamma is not None:
                     # The official [1, C, 1, 1] layer scale.
-                    block.gamma = nn.Parameter(
-                        block.gamma.detach().reshape(1, -1, 1, 1).clone())
+                    block.gamma = nn.Parameter(block.gamma.detach().reshape(
+                        1, -1, 1, 1).clone())
         self.convert_to_kw(warehouse_manager, attention_init)
 
     def _group_of(self, stage: int, block: int) -> str:

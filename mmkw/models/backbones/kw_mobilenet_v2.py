@@ -8,8 +8,7 @@ from mmpretrain.models.backbones.mobilenet_v2 import MobileNetV2
 from mmkw.cnn import KWLayout, WarehouseManager
 from mmkw.registry import register_model
 from .base import KWBackboneMixin
-from .utils import (attention_norm_layer, check_frozen_stages,
-                    check_out_indices)
+from .utils import attention_norm_layer, check_frozen_stages, check_out_indices
 
 __all__ = ['KWMobileNetV2']
 
@@ -168,7 +167,8 @@ class KWMobileNetV2(KWBackboneMixin, MobileNetV2):
         dense_budget = 1.0 if tuned else None
         last_stage = self.kw_stages[-1]
 
-        def assign(path: str, warehouse: Optional[str],
+        def assign(path: str,
+                   warehouse: Optional[str],
                    budget: Optional[float] = None) -> None:
             if warehouse is not None:
                 layout.warehouse(warehouse, budget)

@@ -7,8 +7,7 @@ from mmpretrain.models.backbones.resnet import Bottleneck, ResNet
 from mmkw.cnn import KWLayout, WarehouseManager
 from mmkw.registry import register_model
 from .base import KWBackboneMixin
-from .utils import (attention_norm_layer, check_frozen_stages,
-                    check_out_indices)
+from .utils import attention_norm_layer, check_frozen_stages, check_out_indices
 
 __all__ = ['KWResNet']
 

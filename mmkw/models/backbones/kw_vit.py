@@ -45,13 +45,14 @@ def _check_budget(budget) -> dict:
         if unknown:
             raise ValueError(f'budget keys must be "value" and "mlp", got '
                              f'{unknown}')
-        budgets = dict(value=budget.get('value', 1.0),
-                       mlp=budget.get('mlp', 1.0))
+        budgets = dict(
+            value=budget.get('value', 1.0), mlp=budget.get('mlp', 1.0))
     else:
         budgets = dict(value=budget, mlp=budget)
     for key, value in budgets.items():
-        if isinstance(value, bool) or not isinstance(
-                value, numbers.Real) or not value > 0:
+        if isinstance(
+                value,
+                bool) or not isinstance(value, numbers.Real) or not value > 0:
             raise ValueError(f'budget[{key!r}] must be a positive number, '
                              f'got {value!r}')
     return budgets

@@ -7,9 +7,7 @@ from typing import Callable, Optional, Sequence, Tuple
 import torch.nn as nn
 from mmcv.cnn import build_norm_layer
 
-__all__ = [
-    'check_out_indices', 'check_frozen_stages', 'attention_norm_layer'
-]
+__all__ = ['check_out_indices', 'check_frozen_stages', 'attention_norm_layer']
 
 
 def check_out_indices(out_indices: Sequence[int],
@@ -57,10 +55,10 @@ def _group_norm(num_groups: int, num_features: int) -> nn.Module:
 _BATCH_INDEPENDENT = ('GN', 'LN', 'LN2d', 'IN', 'IN1d', 'IN2d')
 
 
-def attention_norm_layer(attention_norm_cfg: Optional[dict],
-                         norm_cfg: Optional[dict] = None,
-                         default: Optional[dict] = None
-                         ) -> Callable[[int], nn.Module]:
+def attention_norm_layer(
+        attention_norm_cfg: Optional[dict],
+        norm_cfg: Optional[dict] = None,
+        default: Optional[dict] = None) -> Callable[[int], nn.Module]:
     """The norm of every KW attention's hidden layer, from a config.
 
     Args:

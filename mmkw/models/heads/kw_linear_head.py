@@ -75,8 +75,7 @@ class KWLinearClsHead(LinearClsHead):
                  **kwargs):
         if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise ValueError(f'dropout must be in [0, 1), got {dropout!r}')
-        super().__init__(
-            num_classes, in_channels, init_cfg=init_cfg, **kwargs)
+        super().__init__(num_classes, in_channels, init_cfg=init_cfg, **kwargs)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.warehouse_manager = WarehouseManager(
             budget=budget,
@@ -85,7 +84,8 @@ class KWLinearClsHead(LinearClsHead):
             norm_layer=attention_norm_layer(attention_norm_cfg))
         # LinearClsHead's fc becomes a KW linear layer with its own warehouse.
         self.plan = apply_layout(
-            self, KWLayout({'fc': (None, None)}, {'fc': 'fc'}),
+            self,
+            KWLayout({'fc': (None, None)}, {'fc': 'fc'}),
             attention_init=attention_init)
 
     def init_weights(self):
