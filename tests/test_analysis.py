@@ -86,7 +86,8 @@ def test_get_flops_tool(load_tool, capsys):
         tool.parse_args(['c.py', '--shape', '1', '2', '3'])
 
 
-def test_get_flops_refuses_a_model_without_kw_layers(load_tool, tmp_path):
+def _plain_config(tmp_path) -> str:
+    """A config file of a classifier without KW layers."""
     cfg = Config(
         dict(
             default_scope='mmpretrain',
@@ -94,9 +95,13 @@ def test_get_flops_refuses_a_model_without_kw_layers(load_tool, tmp_path):
                 type='ImageClassifier', backbone=dict(type='ResNet',
                                                       depth=18))))
     cfg.dump(str(tmp_path / 'plain.py'))
+    return str(tmp_path / 'plain.py')
+
+
+def test_get_flops_refuses_a_model_without_kw_layers(load_tool, tmp_path):
     tool = load_tool('analysis_tools/get_flops')
     with pytest.raises(ValueError, match='has no KW layer'):
-        tool.main([str(tmp_path / 'plain.py'), '--shape', '32'])
+        tool.main([_plain_config(tmp_path), '--shape', '32'])
 
 
 def test_kw_plan_tool_tables(load_tool, capsys):
@@ -125,17 +130,11 @@ def test_kw_plan_of_a_detector_with_another_budget(load_tool):
 
 def test_kw_plan_errors(load_tool, tmp_path):
     tool = load_tool('analysis_tools/kw_plan')
-    cfg = Config(
-        dict(
-            default_scope='mmpretrain',
-            model=dict(
-                type='ImageClassifier', backbone=dict(type='ResNet',
-                                                      depth=18))))
-    cfg.dump(str(tmp_path / 'plain.py'))
+    plain = _plain_config(tmp_path)
     with pytest.raises(ValueError, match='--budget needs a KW backbone'):
-        tool.main([str(tmp_path / 'plain.py'), '--budget', '2'])
+        tool.main([plain, '--budget', '2'])
     with pytest.raises(ValueError, match='ImageClassifier has no KW layer'):
-        tool.main([str(tmp_path / 'plain.py')])
+        tool.main([plain])
 
 
 def test_vis_attention_tool(tmp_path, load_tool, capsys):

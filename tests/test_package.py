@@ -15,19 +15,15 @@ from helpers import REPO_ROOT
 pytestmark = pytest.mark.xdist_group('wheel')
 
 
-def _run(cmd, cwd, **kwargs):
+def _run(cmd, cwd, returncode=0):
+    """Run ``cmd`` without the checkout on the path; it must exit with
+    ``returncode``. Returns the finished process."""
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
     env['OMP_NUM_THREADS'] = '1'
     result = subprocess.run(
-        cmd,
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        **kwargs)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == returncode, result.stdout + result.stderr
+    return result
 
 
 @pytest.fixture(scope='module')
@@ -61,7 +57,7 @@ def venv(tmp_path_factory):
         str(python), '-c',
         'import sysconfig; print(sysconfig.get_path("purelib"))'
     ],
-                cwd=root).strip()
+                cwd=root).stdout.strip()
     # The stack, without the checkout's editable mmkw (a plain path entry:
     # the .pth files of that directory are not run).
     with open(os.path.join(site, 'stack.pth'), 'w') as f:
@@ -90,7 +86,7 @@ def test_wheel_carries_configs_tools_and_index(venv):
             print(p, osp.isfile(osp.join(pkg, '.mim', p)))
         ''')
     ],
-                   cwd=root)
+                   cwd=root).stdout
     assert str(REPO_ROOT) not in listing.splitlines()[0]
     assert 'False' not in listing
 
@@ -126,7 +122,7 @@ def test_user_config_inherits_an_mmkw_config(venv):
                   model.backbone.warehouse_manager.budget)
         ''')
     ],
-               cwd=user)
+               cwd=user).stdout
     assert out.split('\n')[:2] == [
         'ImageClassifier KWResNet 2.0', 'MaskRCNN KWResNet 0.5'
     ]
@@ -146,7 +142,7 @@ def test_models_by_name_and_tools_from_the_wheel(venv):
             'mask-rcnn_kw-r50_1x_coco'))
         ''')
     ],
-               cwd=root)
+               cwd=root).stdout
     count, backbone = out.splitlines()[0].split()
     assert int(count) > 20 and backbone == 'KWResNet'
     assert out.splitlines()[1] == 'True'
@@ -154,21 +150,16 @@ def test_models_by_name_and_tools_from_the_wheel(venv):
         str(python), '-m', 'mmkw', 'analysis_tools/kw_plan',
         'kw1x-resnet18_8xb32_in1k'
     ],
-                cwd=root)
+                cwd=root).stdout
     assert '11,932,148' in plan  # KW-ResNet18 1x, the official count
-    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
-    train = subprocess.run([
+    # The packaged tool runs the packaged config: its pre-flight check
+    # lists the missing COCO data and ImageNet checkpoint (exit 1).
+    train = _run([
         str(python), '-m', 'mmkw', 'train', 'mask-rcnn_kw-r50_1x_coco',
         '--work-dir',
         str(root / 'work')
     ],
-                           cwd=root,
-                           env=env,
-                           capture_output=True,
-                           text=True,
-                           timeout=600)
-    # The packaged tool runs the packaged config: its pre-flight check
-    # lists the missing COCO data and ImageNet checkpoint.
-    assert train.returncode == 1
+                 cwd=root,
+                 returncode=1)
     assert 'data/coco/annotations/instances_train2017.json' in train.stderr
     assert 'checkpoints/kw1x-resnet50_in1k.pth' in train.stderr

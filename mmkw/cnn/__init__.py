@@ -7,10 +7,10 @@ from .functional import (IMPLEMENTATIONS, assemble_kernels, kw_conv,
                          kw_conv_implementation, kw_conv_reference,
                          kw_conv_unfold)
 from .geometry import ConvGeometry
-from .layers import (KWConv1d, KWConv2d, KWConvNd, KWLinear,
-                     note_checkpoint_source)
+from .layers import KWConv1d, KWConv2d, KWConvNd, KWLinear
 from .layout import (KWLayout, apply_layout, kw_layer_like, plain_layer_like,
                      reset_kw_attentions)
+from .loading import note_checkpoint_source
 from .manager import WarehouseManager, bound_layers
 from .plan import (MAX_WAREHOUSE_PARAMS, ZERO_CELL, LayerPlan, LayerSpec,
                    NetworkPlan, WarehousePlan, WarehouseSpec, build_plan,

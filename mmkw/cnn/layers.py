@@ -1,6 +1,5 @@
 """KernelWarehouse convolution and linear layers."""
-import threading
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -8,6 +7,7 @@ import torch.nn as nn
 from .attention import KWAttention
 from .functional import kw_conv
 from .geometry import ConvGeometry
+from .loading import CHECKPOINT_HINT, checkpoint_name
 from .plan import LayerPlan, LayerSpec
 
 # torch.fx records each KW convolution as one ``kw_conv`` call instead of
@@ -15,42 +15,9 @@ from .plan import LayerPlan, LayerSpec
 # batch (``fx.wrap`` patches this module's name during tracing).
 torch.fx.wrap('kw_conv')
 
-__all__ = [
-    'KWConvNd', 'KWConv1d', 'KWConv2d', 'KWLinear', 'note_checkpoint_source'
-]
+__all__ = ['KWConvNd', 'KWConv1d', 'KWConv2d', 'KWLinear']
 
 _size = Union[int, Tuple[int, ...]]
-
-#: What to do about a checkpoint that does not fit a KW model.
-CHECKPOINT_HINT = (
-    'convert official KernelWarehouse checkpoints with '
-    'tools/model_converters/kw_official_to_mmkw.py and check that the config '
-    '(architecture, budget) matches')
-
-_source = threading.local()
-
-
-def note_checkpoint_source(name: Optional[str],
-                           keys: Optional[Sequence[str]] = None) -> None:
-    """Record the checkpoint file this thread has just read (and the keys
-    of its state dict), so that a refusal can name it and say where its
-    keys are: a loader sees the whole file, a module only its own keys.
-    mmkw's checkpoint loaders call it; ``None`` forgets it."""
-    _source.name = name
-    _source.keys = tuple(keys) if keys is not None else None
-
-
-def checkpoint_name() -> str:
-    """``"checkpoint '<file>'"`` for the file noted by
-    :func:`note_checkpoint_source`, else ``'the checkpoint'``."""
-    name = getattr(_source, 'name', None)
-    return f'checkpoint {name!r}' if name else 'the checkpoint'
-
-
-def checkpoint_keys() -> Optional[Tuple[str, ...]]:
-    """The state-dict keys of the file noted by
-    :func:`note_checkpoint_source`, if known."""
-    return getattr(_source, 'keys', None)
 
 
 def _ntuple(value: _size, n: int, name: str) -> Tuple[int, ...]:
@@ -103,14 +70,14 @@ class KWConvNd(nn.Module):
         self.stride = _ntuple(stride, self.dims, 'stride')
         self.padding = _ntuple(padding, self.dims, 'padding')
         self.dilation = _ntuple(dilation, self.dims, 'dilation')
-        for name, values, least in (('kernel_size', self.kernel_size,
-                                     1), ('stride', self.stride,
-                                          1), ('padding', self.padding, 0),
-                                    ('dilation', self.dilation, 1)):
+        # Checked here, as nn.Conv2d checks its arguments, not at forward.
+        least = dict(kernel_size=1, stride=1, padding=0, dilation=1)
+        for name, minimum in least.items():
+            values = getattr(self, name)
             if any(
-                    isinstance(v, bool) or not isinstance(v, int) or v < least
-                    for v in values):
-                raise ValueError(f'{name} must be ints >= {least}, got '
+                    isinstance(v, bool) or not isinstance(v, int)
+                    or v < minimum for v in values):
+                raise ValueError(f'{name} must be ints >= {minimum}, got '
                                  f'{values!r}')
         self.groups = groups
         self.warehouse = warehouse

@@ -6,7 +6,8 @@ import torch
 import torch.nn as nn
 
 from .attention import ATTENTION_TYPES
-from .layers import CHECKPOINT_HINT, KWConvNd, checkpoint_keys, checkpoint_name
+from .layers import KWConvNd
+from .loading import CHECKPOINT_HINT, checkpoint_keys, checkpoint_name
 from .plan import LayerPlan, NetworkPlan, WarehouseSpec, build_plan
 
 __all__ = ['WarehouseManager', 'bound_layers']

@@ -15,9 +15,14 @@ def pinned_managers(model: nn.Module) -> List[str]:
     ``attention_init=False`` (temperature pinned to 0: fine-tuning)."""
     return [
         path or type(model).__name__ for path, m in model.named_modules()
-        if isinstance(m, WarehouseManager) and m.plan is not None
-        and not m.attention_init
+        if _pinned(m)
     ]
+
+
+def _pinned(module: nn.Module) -> bool:
+    """A warehouse manager bound with ``attention_init=False``."""
+    return isinstance(module, WarehouseManager) \
+        and module.plan is not None and not module.attention_init
 
 
 def set_temperature(model: nn.Module, tau: float) -> int:
@@ -38,18 +43,20 @@ def set_temperature(model: nn.Module, tau: float) -> int:
     tau = float(tau)
     if not math.isfinite(tau) or not 0.0 <= tau <= 1.0:
         raise ValueError(f'temperature must be in [0, 1], got {tau!r}')
-    pinned = pinned_managers(model) if tau != 0.0 else []
-    if pinned:
-        raise ValueError(
-            f'temperature {tau!r} asked of a model bound with '
-            f'attention_init=False ({pinned[0]}), whose temperature is '
-            f'pinned to 0 (fine-tuning)')
-    count = 0
-    for m in model.modules():
+    # One walk (the temperature hook calls this every iteration): collect
+    # the attentions, and refuse before changing any if a manager is pinned.
+    attentions = []
+    for path, m in model.named_modules():
         if isinstance(m, KWAttention):
-            m.temperature.fill_(tau)
-            count += 1
-    return count
+            attentions.append(m)
+        elif tau != 0.0 and _pinned(m):
+            raise ValueError(
+                f'temperature {tau!r} asked of a model bound with '
+                f'attention_init=False ({path or type(model).__name__}), '
+                f'whose temperature is pinned to 0 (fine-tuning)')
+    for attention in attentions:
+        attention.temperature.fill_(tau)
+    return len(attentions)
 
 
 def get_temperature(model: nn.Module):

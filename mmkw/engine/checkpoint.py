@@ -175,7 +175,7 @@ def load_from_local(filename: str,
             checkpoint = torch.load(
                 filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        refused = _refused_globals(filename, e)
+        refused = _refused_globals(filename, e, allowed)
         if 'GLOBAL builtins.getattr' in refused:
             raise CheckpointLoadError(
                 f'{what}: it names objects through getattr (MMEngine '
@@ -214,24 +214,26 @@ def _state_dict_keys(checkpoint) -> Optional[List[str]]:
     return keys if all(isinstance(k, str) for k in keys) else None
 
 
-def _refused_globals(filename: str, error: Exception) -> List[str]:
+def _refused_globals(filename: str, error: Exception,
+                     allowed: Sequence) -> List[str]:
     """The objects a ``weights_only`` load refused, as ``'GLOBAL
     module.name'``: named in PyTorch's message, or listed from a zip
-    checkpoint without unpickling it."""
+    checkpoint without unpickling it (those outside ``allowed``, the
+    allow-list of the load)."""
     text = str(error)
     names = re.findall(r'GLOBAL ([\w.]+)', text) + re.findall(
         r"got <class '([\w.]+)'>", text)
     if not names and zipfile.is_zipfile(filename):
         try:
-            allowed = {
+            allowed_names = {
                 f'{g.__module__}.{g.__qualname__}'
                 if not isinstance(g, tuple) else g[1]
-                for g in safe_checkpoint_globals()
+                for g in allowed
             }
             names = [
                 g for g in
                 torch.serialization.get_unsafe_globals_in_checkpoint(filename)
-                if g not in allowed
+                if g not in allowed_names
             ]
         except Exception:
             names = []
