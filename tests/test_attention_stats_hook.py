@@ -5,7 +5,8 @@ import torch
 from kw_tiny import make_image_folder, tiny_classifier_cfg, tiny_runner
 
 import mmkw  # noqa: F401
-from mmkw.engine import KWAttentionStatsHook, kw_layer_plans
+from mmkw.cnn import bound_layers
+from mmkw.engine import KWAttentionStatsHook
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -25,7 +26,9 @@ def test_logs_own_and_foreign_mass_every_interval(tmp_path):
     runner = tiny_runner(cfg)
     runner.train()
     hub = runner.message_hub
-    names = sorted({w for w, _, _ in kw_layer_plans(runner.model)})
+    names = sorted(
+        {r.qualified_warehouse
+         for r, _ in bound_layers(runner.model)})
     assert names == [f'backbone.stage{i}' for i in range(4)]
     for name in names:
         own = hub.get_scalar(f'train/kw_attention/{name}_own')
@@ -59,7 +62,8 @@ def test_measurement_matches_alpha():
         })()
     hook.before_run(runner)
     # What the hook should find: alpha of every stage1 layer, by hand.
-    stage1 = [(m, lp) for w, m, lp in kw_layer_plans(model) if w == 'stage1']
+    stage1 = [(m, r.plan) for r, m in bound_layers(model)
+              if r.qualified_warehouse == 'stage1']
     seen = []
     handles = [
         m.attention.register_forward_hook(

@@ -16,19 +16,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from mmkw.engine.hooks import kw_layer_plans
+from mmkw.cnn import bound_layers
 
 __all__ = [
     'AttentionRecorder', 'warehouse_maps', 'layer_statistics',
-    'draw_warehouse_map', 'layer_name'
+    'draw_warehouse_map'
 ]
-
-
-def layer_name(warehouse: str, plan) -> str:
-    """The name :class:`AttentionRecorder` reports a KW layer under: its
-    module path relative to the owner of its manager, qualified by that
-    owner's path (``backbone.layer1.0.conv1``)."""
-    return f'{warehouse.rpartition(".")[0]}.{plan.name}'.lstrip('.')
 
 
 class AttentionRecorder:
@@ -41,22 +34,22 @@ class AttentionRecorder:
     Example:
         >>> with AttentionRecorder(model) as recorder:
         ...     model(images)
-        >>> means = recorder.means()  # layer name -> [m, n] mean alpha
+        >>> means = recorder.means()  # layer path -> [m, n] mean alpha
     """
 
     def __init__(self, model: nn.Module):
-        self.layers = kw_layer_plans(model)
+        self.layers = list(bound_layers(model))
         if not self.layers:
             raise ValueError(f'{type(model).__name__} has no KW layer')
-        self._sums: Dict[int, torch.Tensor] = {}
-        self._counts: Dict[int, int] = {}
+        self._sums: Dict[str, torch.Tensor] = {}
+        self._counts: Dict[str, int] = {}
         self._handles: list = []
 
     def __enter__(self) -> 'AttentionRecorder':
-        for index, (_, layer, lp) in enumerate(self.layers):
+        for record, layer in self.layers:
             self._handles.append(
                 layer.attention.register_forward_hook(
-                    self._recorder(index, lp.num_mixtures)))
+                    self._recorder(record.path, record.plan.num_mixtures)))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -64,18 +57,18 @@ class AttentionRecorder:
             handle.remove()
         self._handles = []
 
-    def _recorder(self, index: int, num_mixtures: int):
+    def _recorder(self, path: str, num_mixtures: int):
 
         def record(module, args, output):
             alpha = output.alpha  # an AttentionOutput
             per_image = alpha.detach().float().reshape(-1, num_mixtures,
                                                        alpha.shape[-1])
             total = per_image.sum(0).cpu()
-            if index in self._sums:
-                self._sums[index] += total
+            if path in self._sums:
+                self._sums[path] += total
             else:
-                self._sums[index] = total
-            self._counts[index] = self._counts.get(index, 0) + \
+                self._sums[path] = total
+            self._counts[path] = self._counts.get(path, 0) + \
                 per_image.shape[0]
 
         return record
@@ -85,38 +78,42 @@ class AttentionRecorder:
         return max(self._counts.values(), default=0)
 
     def means(self) -> Dict[str, torch.Tensor]:
-        """``{layer name: [m, n] mean alpha}`` (module paths of the KW layers
-        relative to their manager's owner, warehouse-qualified where a model
-        has several managers)."""
+        """``{layer path: [m, n] mean alpha}`` of the layers that ran (module
+        paths in the recorded model)."""
         if not self._sums:
             raise RuntimeError('no image was recorded')
         return {
-            layer_name(warehouse, lp): self._sums[i] / self._counts[i]
-            for i, (warehouse, _, lp) in enumerate(self.layers)
-            if i in self._sums
+            path: total / self._counts[path]
+            for path, total in self._sums.items()
         }
 
     def maps(self) -> Dict[str, dict]:
         """See :func:`warehouse_maps`."""
-        return warehouse_maps(self.layers, self.means())
+        return warehouse_maps([record for record, _ in self.layers],
+                              self.means())
 
 
-def warehouse_maps(layers, means: Dict[str, torch.Tensor]) -> Dict[str, dict]:
+def warehouse_maps(records, means: Dict[str, torch.Tensor]) -> Dict[str, dict]:
     """Per warehouse: ``alpha`` (``[sum m, n]`` mean mixtures of its layers
-    in order), ``layers`` (names), ``rows`` (first row of each layer) and
-    ``own`` (``(start, num_cells)`` of each layer). Layers are paired with
-    their means by name; a layer that never ran (no mean) is left out."""
+    in order), ``layers`` (paths), ``rows`` (first row of each layer) and
+    ``own`` (``(start, num_cells)`` of each layer).
+
+    Args:
+        records (list[BoundLayer]): The layers (:func:`~mmkw.cnn.
+            bound_layers`), in order.
+        means (dict): ``{layer path: [m, n] mean alpha}``; a layer that
+            never ran (no mean) is left out.
+    """
     maps: Dict[str, dict] = {}
-    for warehouse, _, lp in layers:
-        name = layer_name(warehouse, lp)
-        if name not in means:
+    for record in records:
+        if record.path not in means:
             continue
-        entry = maps.setdefault(warehouse,
+        entry = maps.setdefault(record.qualified_warehouse,
                                 dict(alpha=[], layers=[], rows=[], own=[]))
         entry['rows'].append(sum(a.shape[0] for a in entry['alpha']))
-        entry['alpha'].append(means[name])
-        entry['layers'].append(name)
-        entry['own'].append((lp.start, lp.num_cells))
+        entry['alpha'].append(means[record.path])
+        entry['layers'].append(record.path)
+        entry['own'].append((record.plan.start, record.plan.num_cells))
     for entry in maps.values():
         entry['alpha'] = torch.cat(entry['alpha']).numpy()
     return maps

@@ -5,21 +5,14 @@ every warehouse manager's plan as the paper's Table 14 (per warehouse: cell
 shape, layers, ``m_t``, ``n``, parameters), the totals against the plain
 counterpart, and optionally every KW layer.
 """
-from typing import Iterator, List, Tuple
+from typing import Dict, Iterator, List
 
 import torch
 import torch.nn as nn
 
-from mmkw.cnn import (ZERO_CELL, KWAttention, KWConvNd, WarehouseManager,
-                      bound_layers)
+from mmkw.cnn import ZERO_CELL, KWAttention, KWConvNd, bound_layers
 
-__all__ = ['plan_report', 'managers_of']
-
-
-def managers_of(model: nn.Module) -> List[Tuple[str, WarehouseManager]]:
-    """``(module path, manager)`` of every bound manager, in model order."""
-    return [(name, m) for name, m in model.named_modules()
-            if isinstance(m, WarehouseManager) and m.plan is not None]
+__all__ = ['plan_report']
 
 
 def _beta_pattern(beta: list) -> str:
@@ -66,22 +59,24 @@ def plan_report(model: nn.Module, layers: bool = False) -> str:
     Returns:
         str: The report.
     """
-    managers = managers_of(model)
-    if not managers:
+    by_manager: Dict[str, list] = {}
+    for record, _ in bound_layers(model):
+        by_manager.setdefault(record.manager_path, []).append(record)
+    if not by_manager:
         raise ValueError(f'{type(model).__name__} has no KW layer (no bound '
                          f'WarehouseManager)')
+    managers = [(path, model.get_submodule(path)) for path in by_manager]
     out = []
-    for name, manager in managers:
-        out.append(f'[{name}]\n{manager.plan.table()}')
+    for path, manager in managers:
+        out.append(f'[{path}]\n{manager.plan.table()}')
         if layers:
-            plan = manager.plan
-            rows = [(lp.name, 'x'.join(str(s) for s in layer.weight_shape),
-                     plan.warehouses[lp.warehouse_index].name,
+            rows = [(r.plan.name,
+                     'x'.join(str(s)
+                              for s in r.geometry.weight_shape), r.warehouse,
                      '/'.join(str(g)
-                              for g in lp.split), lp.num_mixtures, lp.start,
-                     _beta_pattern(list(lp.beta)))
-                    for path, _, layer, lp in bound_layers(model)
-                    if path == name]
+                              for g in r.plan.split), r.plan.num_mixtures,
+                     r.plan.start, _beta_pattern(list(r.plan.beta)))
+                    for r in by_manager[path]]
             out.append(
                 _table(('layer', 'kernel', 'warehouse', 'G_s/G_o/G_i', 'm',
                         'start', 'beta'), rows))

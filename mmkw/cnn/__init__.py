@@ -2,6 +2,7 @@
 from .attention import (ATTENTION_TYPES, AttentionOutput, KWAttention,
                         KWStarAttention)
 from .blocked import kw_conv_blocked
+from .bound import BoundLayer, bound_layers
 from .convert import RULES, convert_to_kw, convertible_convs, kw_layout_by_rule
 from .functional import (IMPLEMENTATIONS, assemble_kernels, kw_conv,
                          kw_conv_implementation, kw_conv_reference,
@@ -11,7 +12,7 @@ from .layers import KWConv1d, KWConv2d, KWConvNd, KWLinear
 from .layout import (KWLayout, apply_layout, kw_layer_like, plain_layer_like,
                      reset_kw_attentions)
 from .loading import note_checkpoint_source
-from .manager import WarehouseManager, bound_layers
+from .manager import WarehouseManager
 from .plan import (MAX_WAREHOUSE_PARAMS, ZERO_CELL, LayerPlan, LayerSpec,
                    NetworkPlan, WarehousePlan, WarehouseSpec, build_plan,
                    default_cell_ratio, format_budget)
@@ -22,7 +23,7 @@ __all__ = [
     'ConvGeometry', 'assemble_kernels', 'kw_conv', 'kw_conv_reference',
     'kw_conv_unfold', 'kw_conv_blocked', 'kw_conv_implementation',
     'IMPLEMENTATIONS', 'KWConvNd', 'note_checkpoint_source', 'KWConv1d',
-    'KWConv2d', 'KWLinear', 'WarehouseManager', 'bound_layers',
+    'KWConv2d', 'KWLinear', 'WarehouseManager', 'BoundLayer', 'bound_layers',
     'MAX_WAREHOUSE_PARAMS', 'ZERO_CELL', 'LayerSpec', 'LayerPlan',
     'NetworkPlan', 'WarehousePlan', 'WarehouseSpec', 'build_plan',
     'default_cell_ratio', 'format_budget', 'set_temperature',

@@ -5,10 +5,11 @@ import torch
 import torch.nn as nn
 
 from .attention import KWAttention
+from .bound import BoundLayer
 from .functional import kw_conv
 from .geometry import ConvGeometry
 from .loading import CHECKPOINT_HINT, checkpoint_name
-from .plan import LayerPlan, LayerSpec
+from .plan import LayerSpec
 
 # torch.fx records each KW convolution as one ``kw_conv`` call instead of
 # tracing into its shape-dependent code, so traced models keep a symbolic
@@ -93,8 +94,8 @@ class KWConvNd(nn.Module):
         else:
             self.register_parameter('bias', None)
         self.attention: Optional[KWAttention] = None
-        #: The conv geometry (:class:`~mmkw.cnn.ConvGeometry`), set by bind.
-        self.geometry: Optional[ConvGeometry] = None
+        #: What binding gave the layer (:class:`~mmkw.cnn.BoundLayer`).
+        self.bound: Optional[BoundLayer] = None
         # The manager is held outside the module tree so its warehouses are
         # registered (and saved) once, not once per layer. A tuple keeps
         # ``copy.deepcopy`` of a whole model pointing at the copied manager.
@@ -110,12 +111,20 @@ class KWConvNd(nn.Module):
         return (self.out_channels, self.in_channels // self.groups,
                 *self.kernel_size)
 
-    def bind(self, manager: nn.Module, plan: LayerPlan,
+    def conv_geometry(self, split: Tuple[int, int, int]) -> ConvGeometry:
+        """The layer's :class:`~mmkw.cnn.ConvGeometry` for a cell split."""
+        return ConvGeometry(self.weight_shape, self.stride, self.padding,
+                            self.dilation, self.groups, split)
+
+    @property
+    def geometry(self) -> Optional[ConvGeometry]:
+        """The conv geometry of the bound layer (None before binding)."""
+        return None if self.bound is None else self.bound.geometry
+
+    def bind(self, manager: nn.Module, record: BoundLayer,
              attention: KWAttention) -> None:
         """Attach the layer to its warehouse (called by the manager)."""
-        self.geometry = ConvGeometry(self.weight_shape, self.stride,
-                                     self.padding, self.dilation, self.groups,
-                                     plan.split)
+        self.bound = record
         self.attention = attention
         self._manager = (manager, )
 

@@ -1,16 +1,17 @@
 """The warehouse manager: owns the warehouses and binds KW layers to them."""
 import functools
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
 
 from .attention import ATTENTION_TYPES
+from .bound import BoundLayer
 from .layers import KWConvNd
 from .loading import CHECKPOINT_HINT, checkpoint_keys, checkpoint_name
-from .plan import LayerPlan, NetworkPlan, WarehouseSpec, build_plan
+from .plan import NetworkPlan, WarehouseSpec, build_plan
 
-__all__ = ['WarehouseManager', 'bound_layers']
+__all__ = ['WarehouseManager']
 
 
 def _key_prefixes(keys: Sequence[str], limit: int = 6) -> str:
@@ -184,6 +185,14 @@ class WarehouseManager(nn.Module):
                     f'KW layer {name!r} draws from warehouse '
                     f'{layer.warehouse!r}, which was not declared; declared: '
                     f'{list(self.specs)}')
+        own_path = next(
+            (name for name, m in network.named_modules() if m is self), None)
+        if own_path is None:
+            raise ValueError(
+                f'the WarehouseManager must be a submodule of the '
+                f'{type(network).__name__} it binds (its warehouses are '
+                f'saved in that network\'s state dict): assign it, e.g. '
+                f'network.warehouse_manager = manager, before bind()')
         specs = [layer.layer_spec(name) for name, layer in layers]
         used = {spec.warehouse for spec in specs}
         plan = build_plan(specs,
@@ -204,18 +213,25 @@ class WarehouseManager(nn.Module):
                 norm_layer=self.norm_layer,
                 nonlocal_basis=nonlocal_basis)
             attention.temperature.fill_(1.0 if attention_init else 0.0)
-            layer.bind(self, lp, attention)
+            record = BoundLayer(
+                path=name,
+                manager_path=own_path,
+                owner_path='',
+                plan=lp,
+                geometry=layer.conv_geometry(lp.split),
+                warehouse=wh.name,
+                warehouse_shape=tuple(wh.shape),
+                attention_type=self.attention_type,
+                attention_init=attention_init)
+            layer.bind(self, record, attention)
         self.plan = plan
         self.attention_init = attention_init
         self.layer_paths = tuple(name for name, _ in layers)
         if not attention_init:
             network.register_load_state_dict_post_hook(
                 functools.partial(_pin_temperatures, self.layer_paths))
-        own_path = next(
-            (name for name, m in network.named_modules() if m is self), None)
-        if own_path is not None:
-            network.register_forward_pre_hook(
-                functools.partial(_follow_replica, own_path, self.layer_paths))
+        network.register_forward_pre_hook(
+            functools.partial(_follow_replica, own_path, self.layer_paths))
         self.init_weights()
         return plan
 
@@ -332,18 +348,3 @@ class WarehouseManager(nn.Module):
         return '\n'.join(
             f'({wh.name}): {list(wh.shape)} for {len(wh.layers)} layers'
             for wh in self.plan.warehouses)
-
-
-def bound_layers(
-    model: nn.Module
-) -> Iterator[Tuple[str, WarehouseManager, KWConvNd, LayerPlan]]:
-    """Every bound KW layer of ``model`` as ``(manager path, manager, layer,
-    layer plan)``: managers in model order, each one's layers in plan order
-    (a plan names its layers relative to the module owning the manager).
-    """
-    for path, manager in model.named_modules():
-        if not isinstance(manager, WarehouseManager) or manager.plan is None:
-            continue
-        owner = model.get_submodule(path.rpartition('.')[0])
-        for lp in manager.plan.layers:
-            yield path, manager, owner.get_submodule(lp.name), lp

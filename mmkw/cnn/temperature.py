@@ -5,7 +5,7 @@ from typing import List
 import torch.nn as nn
 
 from .attention import KWAttention
-from .manager import WarehouseManager
+from .bound import bound_layers
 
 __all__ = ['set_temperature', 'get_temperature', 'pinned_managers']
 
@@ -13,16 +13,9 @@ __all__ = ['set_temperature', 'get_temperature', 'pinned_managers']
 def pinned_managers(model: nn.Module) -> List[str]:
     """Module paths of the warehouse managers in ``model`` bound with
     ``attention_init=False`` (temperature pinned to 0: fine-tuning)."""
-    return [
-        path or type(model).__name__ for path, m in model.named_modules()
-        if _pinned(m)
-    ]
-
-
-def _pinned(module: nn.Module) -> bool:
-    """A warehouse manager bound with ``attention_init=False``."""
-    return isinstance(module, WarehouseManager) \
-        and module.plan is not None and not module.attention_init
+    return list(
+        dict.fromkeys(record.manager_path for record, _ in bound_layers(model)
+                      if not record.attention_init))
 
 
 def set_temperature(model: nn.Module, tau: float) -> int:
@@ -44,16 +37,15 @@ def set_temperature(model: nn.Module, tau: float) -> int:
     if not math.isfinite(tau) or not 0.0 <= tau <= 1.0:
         raise ValueError(f'temperature must be in [0, 1], got {tau!r}')
     # One walk (the temperature hook calls this every iteration): collect
-    # the attentions, and refuse before changing any if a manager is pinned.
+    # the attentions, and refuse before changing any if a layer is pinned.
     attentions = []
-    for path, m in model.named_modules():
-        if isinstance(m, KWAttention):
-            attentions.append(m)
-        elif tau != 0.0 and _pinned(m):
+    for record, layer in bound_layers(model):
+        if tau != 0.0 and not record.attention_init:
             raise ValueError(
                 f'temperature {tau!r} asked of a model bound with '
-                f'attention_init=False ({path or type(model).__name__}), '
-                f'whose temperature is pinned to 0 (fine-tuning)')
+                f'attention_init=False ({record.manager_path}), whose '
+                f'temperature is pinned to 0 (fine-tuning)')
+        attentions.append(layer.attention)
     for attention in attentions:
         attention.temperature.fill_(tau)
     return len(attentions)

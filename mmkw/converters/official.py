@@ -25,7 +25,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple, Union
 import torch
 import torch.nn as nn
 
-from mmkw.cnn import KWAttention, WarehouseManager
+from mmkw.cnn import KWAttention, bound_layers
 from mmkw.models.builder import build_model_from_config
 
 __all__ = [
@@ -185,21 +185,24 @@ def model_warehouse_keys(model: nn.Module) -> List[Tuple[str, tuple]]:
     """State-dict key and shape of every warehouse of ``model``.
 
     The ``K``-th entry is the target of official warehouse ``K``: managers
-    in ``named_modules()`` order, each manager's warehouses in plan order.
+    in model order, each manager's warehouses in plan (index) order.
 
     Args:
-        model (nn.Module): An mmkw model with bound warehouse managers.
+        model (nn.Module): An mmkw model with bound KW layers.
 
     Returns:
         list[tuple[str, tuple]]: ``(key, shape)`` per warehouse.
     """
-    result = []
-    for name, module in model.named_modules():
-        if isinstance(module, WarehouseManager) and module.plan is not None:
-            prefix = f'{name}.' if name else ''
-            for wh in module.plan.warehouses:
-                result.append((f'{prefix}weights.{wh.name}', tuple(wh.shape)))
-    return result
+    managers: Dict[str, dict] = {}
+    for record, _ in bound_layers(model):
+        managers.setdefault(
+            record.manager_path,
+            {})[record.plan.warehouse_index] = (record.warehouse_key,
+                                                record.warehouse_shape)
+    return [
+        warehouses[index] for warehouses in managers.values()
+        for index in sorted(warehouses)
+    ]
 
 
 @dataclass

@@ -10,7 +10,7 @@ from .efficient_conv_bn import (KWTracer,
                                 turn_on_efficient_conv_bn_eval)
 from .hooks import (CheckpointCoverageHook, KWAttentionStatsHook,
                     KWTemperatureHook, RandomStateHook, checkpoint_coverage,
-                    get_random_states, kw_layer_plans, set_random_states)
+                    get_random_states, set_random_states)
 from .launch import (TOOL_HOOKS, add_cfg_options, add_common_args,
                      add_tool_hooks, build_runner, load_config,
                      parse_common_args, setup_cpu_distributed)
@@ -27,7 +27,7 @@ __all__ = [
     'parse_common_args', 'build_runner', 'load_config',
     'setup_cpu_distributed', 'MissingInputsError', 'check_inputs',
     'find_missing_inputs', 'CPUAutocastOptimWrapper', 'KWTemperatureHook',
-    'KWAttentionStatsHook', 'kw_layer_plans', 'CheckpointCoverageHook',
+    'KWAttentionStatsHook', 'CheckpointCoverageHook',
     'checkpoint_coverage', 'RandomStateHook', 'get_random_states',
     'set_random_states'
 ]

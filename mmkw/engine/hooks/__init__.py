@@ -1,5 +1,5 @@
 """Training hooks of mmkw."""
-from .attention_stats_hook import KWAttentionStatsHook, kw_layer_plans
+from .attention_stats_hook import KWAttentionStatsHook
 from .checkpoint_coverage_hook import (CheckpointCoverageHook,
                                        checkpoint_coverage)
 from .random_state_hook import (RandomStateHook, get_random_states,
@@ -7,7 +7,7 @@ from .random_state_hook import (RandomStateHook, get_random_states,
 from .temperature_hook import KWTemperatureHook
 
 __all__ = [
-    'KWTemperatureHook', 'KWAttentionStatsHook', 'kw_layer_plans',
-    'CheckpointCoverageHook', 'checkpoint_coverage', 'RandomStateHook',
-    'get_random_states', 'set_random_states'
+    'KWTemperatureHook', 'KWAttentionStatsHook', 'CheckpointCoverageHook',
+    'checkpoint_coverage', 'RandomStateHook', 'get_random_states',
+    'set_random_states'
 ]

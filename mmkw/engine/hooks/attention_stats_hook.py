@@ -12,31 +12,16 @@ plot_curve --keys ...``). The first measurement, and the hook running before
 the ``LoggerHook``, put the scalars in the first logged record: the log
 analysis tools take the valid keys from that record.
 """
-from typing import Dict, List, Tuple
+from typing import Dict
 
 import torch
-import torch.nn as nn
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from mmkw.cnn import KWConvNd, bound_layers
+from mmkw.cnn import bound_layers
 from mmkw.registry import register_hook
 
-__all__ = ['KWAttentionStatsHook', 'kw_layer_plans']
-
-
-def kw_layer_plans(model: nn.Module) -> List[Tuple[str, KWConvNd, object]]:
-    """``(warehouse, layer, LayerPlan)`` of every bound KW layer of
-    ``model`` (:func:`~mmkw.cnn.bound_layers`). A warehouse is named
-    ``<owner>.<name>`` (``backbone.stage0``), or ``<name>`` when the model
-    itself owns the manager."""
-    result = []
-    for path, manager, layer, lp in bound_layers(model):
-        owner_path = path.rpartition('.')[0]
-        name = manager.plan.warehouses[lp.warehouse_index].name
-        warehouse = f'{owner_path}.{name}' if owner_path else name
-        result.append((warehouse, layer, lp))
-    return result
+__all__ = ['KWAttentionStatsHook']
 
 
 @register_hook
@@ -76,7 +61,7 @@ class KWAttentionStatsHook(Hook):
     def before_run(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
-        self._layers = kw_layer_plans(model)
+        self._layers = list(bound_layers(model))
         if not self._layers:
             raise ValueError(f'KWAttentionStatsHook needs a model with KW '
                              f'layers; {type(model).__name__} has none')
@@ -89,10 +74,11 @@ class KWAttentionStatsHook(Hook):
             return
         self._first = False
         self._sums = {}
-        for warehouse, layer, lp in self._layers:
+        for record, layer in self._layers:
             self._handles.append(
                 layer.attention.register_forward_hook(
-                    self._recorder(warehouse, lp.start, lp.num_cells)))
+                    self._recorder(record.qualified_warehouse,
+                                   record.plan.start, record.plan.num_cells)))
 
     def _recorder(self, warehouse: str, start: int, num_cells: int):
 
