@@ -20,7 +20,7 @@ from .geometry import ConvGeometry, conv_function
 
 __all__ = [
     'assemble_kernels', 'kw_conv_reference', 'kw_conv_unfold', 'kw_conv',
-    'kw_conv_implementation', 'IMPLEMENTATIONS'
+    'kw_conv_implementation', 'IMPLEMENTATIONS', 'scale_and_bias'
 ]
 
 #: ``'blocked'``: the fast path (default); ``'reference'``: the official
@@ -96,13 +96,15 @@ def assemble_kernels(attention: torch.Tensor, warehouse: torch.Tensor,
     return mixed.reshape(batch * weight_shape[0], *weight_shape[1:])
 
 
-def _scale_and_bias(out: torch.Tensor, bias: Optional[torch.Tensor],
-                    out_scale: Optional[torch.Tensor]) -> torch.Tensor:
-    """``out * out_scale + bias`` over the output channels."""
-    view = (1, -1, *([1] * (out.dim() - 2)))
-    if out_scale is not None:
-        out = out * out_scale.reshape(view)
-    return out if bias is None else out + bias.reshape(view)
+def scale_and_bias(out: torch.Tensor, scale: Optional[torch.Tensor],
+                   bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """``out * scale + bias`` over the output channels of ``out`` (``[B,
+    C, *spatial]``); ``scale`` is ``[C]`` (a folded norm) or ``[B, C]``
+    (KW*'s per-sample output-channel attention), ``bias`` is ``[C]``."""
+    channels = (..., ) + (None, ) * (out.dim() - 2)  # [C] or [B, C]
+    if scale is not None:
+        out = out * scale[channels]
+    return out if bias is None else out + bias[channels]
 
 
 def kw_conv_reference(
@@ -127,7 +129,7 @@ def kw_conv_reference(
         dilation=geometry.dilation,
         groups=geometry.groups * batch)
     out = out.reshape(batch, geometry.out_channels, *out.shape[2:])
-    return _scale_and_bias(out, bias, out_scale)
+    return scale_and_bias(out, out_scale, bias)
 
 
 def kw_conv_unfold(x: torch.Tensor,
@@ -159,7 +161,7 @@ def kw_conv_unfold(x: torch.Tensor,
     cols = F.unfold(x, kernel_size, dilation, padding, stride)
     cols = cols.reshape(x.shape[0], groups, kernels.shape[-1], -1)
     out = torch.matmul(kernels, cols).reshape(x.shape[0], c_out, *spatial_out)
-    return _scale_and_bias(out, bias, out_scale)
+    return scale_and_bias(out, out_scale, bias)
 
 
 def kw_conv(x: torch.Tensor,

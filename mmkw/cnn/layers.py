@@ -6,7 +6,7 @@ import torch.nn as nn
 
 from .attention import KWAttention
 from .bound import BoundLayer
-from .functional import kw_conv
+from .functional import kw_conv, scale_and_bias
 from .geometry import ConvGeometry
 from .loading import CHECKPOINT_HINT, checkpoint_name
 from .plan import LayerSpec
@@ -155,19 +155,15 @@ class KWConvNd(nn.Module):
         warehouse = self.warehouse_weight()
         bias = self.bias if out_bias is None else out_bias
         attention = self.attention(x)
-        spatial = (None, ) * self.dims
         if attention.in_scale is not None:  # KW*: input channels
-            x = x * attention.in_scale[(..., ) + spatial]
+            x = x * attention.in_scale[(..., ) + (None, ) * self.dims]
         if attention.out_scale is None:
             return kw_conv(x, attention.alpha, warehouse, self.geometry, bias,
                            out_scale)
         # KW*: output channels, before the bias.
         out = kw_conv(x, attention.alpha, warehouse, self.geometry, None,
                       out_scale)
-        out = out * attention.out_scale[(..., ) + spatial]
-        if bias is None:
-            return out
-        return out + bias.reshape((1, -1) + (1, ) * self.dims)
+        return scale_and_bias(out, attention.out_scale, bias)
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args):
         """Refuse a plain kernel for this layer: the checkpoint belongs to a
