@@ -7,6 +7,7 @@ under bf16 autocast, for both engines, one and many blocks of cell rows.
 import pytest
 import torch
 import torch.nn as nn
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 import mmkw.cnn.blocked as blocked
 from mmkw.cnn import (ConvGeometry, KWConv2d, KWLinear, WarehouseManager,
@@ -199,6 +200,25 @@ def test_engine_errors():
         tensors, geometry = make_inputs(name, 2)
         with pytest.raises(ValueError, match=f"'gemm' engine needs .*{wrong}"):
             fast(tensors, geometry, False, engine='gemm')
+
+
+def test_block_budget_depends_on_the_device(monkeypatch):
+    """Blocks fit the caches on the CPU and only bound the memory of the
+    kernels on CUDA: a larger budget there, so fewer blocks for one layer
+    (checked without a GPU, on a fake CUDA tensor)."""
+    assert blocked.block_bytes_for('cpu') == blocked.BLOCK_BYTES
+    assert blocked.block_bytes_for(torch.device('cuda')) == \
+        blocked.CUDA_BLOCK_BYTES > blocked.BLOCK_BYTES
+    monkeypatch.setattr(blocked, 'BLOCK_BYTES', 1)  # one row per block
+    tensors, geometry = make_inputs('3x3, G_o=2', 8)
+    x, shape = tensors['x'], tensors['warehouse'].shape
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        x_cuda = x.to('cuda')
+    cpu = blocked._plan(x, torch.float32, shape, geometry, None)
+    cuda = blocked._plan(x_cuda, torch.float32, shape, geometry, None)
+    assert cpu.conv is geometry and cuda.conv is geometry
+    assert cpu.blocks == tuple([(r, r + 1) for r in range(8)])
+    assert cuda.blocks == ((0, 8), ) and cuda.rows == 8
 
 
 class TwoLayers(nn.Module):

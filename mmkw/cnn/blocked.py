@@ -1,22 +1,39 @@
-"""The fast KW convolution: kernels assembled in cache-sized row blocks.
+"""The fast KW convolution: kernels assembled in row blocks.
 
 The reference formulation (:func:`~mmkw.cnn.kw_conv_reference`) assembles
 the kernels of the whole batch at once (75 MB for one 3x3 512->512 layer at
 batch 8), lays them out again for a grouped convolution with ``groups = B``
 and lets autograd keep them for backward. Here the warehouse is cut into
 blocks of cell rows (output channels): each block's per-sample kernels are
-mixed, used and dropped while they are still in cache, and the backward
-recomputes them instead of keeping them, so only the input and the
-attention are saved (kernels at most half the size of the input, as in
-depthwise layers, are kept: cheaper than mixing them again).
+mixed, used and dropped, and the backward recomputes them instead of
+keeping them, so only the input and the attention are saved (kernels at
+most half the size of the input, as in depthwise layers, are kept: cheaper
+than mixing them again).
 
-Two engines convolve a block with its per-sample kernels:
+A call is planned once per input and layer shape (:class:`BlockPlan`, a
+cached record of ints) and run by one of two engines, each convolving a
+block with its per-sample kernels (:class:`GemmEngine`,
+:class:`ConvEngine`); mixing the kernels from the warehouse cells, and its
+adjoint, is the same for both (:func:`mixed`, :func:`to_kernels`,
+:func:`to_mixed`):
 
 - ``gemm`` (1x1 kernels without padding or groups): the input as a
   ``[B, C_in, L]`` matrix (a strided view) and one batched matrix product;
 - ``conv`` (every other layer): the official grouped convolution over the
   batch folded into the channels. (An ``unfold`` + matrix product variant
   was measured slower for every 3x3 ResNet shape at batch 1 and 8.)
+
+The block budget depends on the device (:func:`block_bytes_for`). On the
+CPU the blocks serve the caches: :data:`BLOCK_BYTES` (32 MB, about the L3
+cache) was measured best between 32 and 64 MB at batch 8, and the block
+intermediates live in reusable scratch buffers (fresh pages cost more than
+the arithmetic). On CUDA memory is the constraint instead: the per-sample
+kernels of one 3x3 512->512 layer take 1.2 GB in float32 at the paper's
+batch 128, and the backward holds about four block-sized intermediates;
+a larger fixed budget (:data:`CUDA_BLOCK_BYTES`) keeps that peak near 1 GB
+with few blocks (fewer, larger kernels) and no dependence on the memory
+free at the time; the caching allocator reuses the memory, so no scratch
+workspace is used there.
 
 An optional per-output-channel ``out_scale`` (a frozen BatchNorm folded into
 the convolution, :mod:`mmkw.engine.efficient_conv_bn`) multiplies the output
@@ -27,18 +44,22 @@ import contextlib
 import functools
 import math
 import threading
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch.autograd.function import once_differentiable
 
 from .geometry import ConvGeometry, conv_function
 
-__all__ = ['kw_conv_blocked', 'choose_engine', 'block_rows']
+__all__ = ['kw_conv_blocked', 'choose_engine', 'block_rows', 'block_bytes_for']
 
-#: Bytes of per-sample kernels assembled at once (one block of cell rows);
-#: measured best between 32 and 64 MB for ResNet18/50 at batch 8 on CPU.
+#: Bytes of per-sample kernels assembled at once (one block of cell rows) on
+#: the CPU; measured best between 32 and 64 MB for ResNet18/50 at batch 8.
 BLOCK_BYTES = 32 << 20
+#: The same on CUDA (and other non-CPU devices), where the blocks bound the
+#: memory of the kernels rather than fit a cache (see the module doc).
+CUDA_BLOCK_BYTES = 256 << 20
 #: Smaller intermediates are allocated afresh (cheap below the mmap size).
 SCRATCH_MIN_NUMEL = 1 << 15
 #: Kernels kept for backward when the input is this many times larger.
@@ -78,6 +99,14 @@ def _scratch(name: str, shape, like: torch.Tensor) -> torch.Tensor:
     return flat[:numel].view(shape)
 
 
+def block_bytes_for(device) -> int:
+    """The block budget on ``device``: :data:`BLOCK_BYTES` on the CPU,
+    :data:`CUDA_BLOCK_BYTES` elsewhere (see the module doc)."""
+    if torch.device(device).type == 'cpu':
+        return BLOCK_BYTES
+    return CUDA_BLOCK_BYTES
+
+
 def choose_engine(weight_shape: Sequence[int], padding, groups: int) -> str:
     """``'gemm'`` for 1x1 kernels without padding or groups, else
     ``'conv'`` (see the module doc)."""
@@ -101,140 +130,269 @@ def block_rows(batch: int,
     return max(1, min(c_o, block_bytes // max(per_row, 1)))
 
 
-class _Geometry:
-    """Shapes of one call, shared by forward/backward: the layer's
-    :class:`~mmkw.cnn.ConvGeometry` with the input and warehouse shapes
-    (pure ints, cached per layer geometry and input shape by
-    :func:`_geometry`)."""
+# -- the plan of one call ---------------------------------------------------
+@dataclass(frozen=True)
+class BlockPlan:
+    """The shapes of one call, shared by forward and backward (pure ints,
+    cached per input shape and layer geometry by :func:`_plan`).
 
-    def __init__(self, x_shape, dtype, warehouse_shape, conv: ConvGeometry,
-                 engine, block_bytes):
-        self.dtype = dtype  # the products run in it (autocast's, if on)
-        self.batch = x_shape[0]
-        self.in_spatial = tuple(x_shape[2:])
-        self.split = conv.split
-        self.weight_shape = conv.weight_shape
-        self.kernel = conv.kernel_size
-        self.stride, self.padding = conv.stride, conv.padding
-        self.dilation, self.groups = conv.dilation, conv.groups
-        self.conv = conv_function(conv.dims)
-        self.engine = engine or choose_engine(conv.weight_shape, conv.padding,
-                                              conv.groups)
-        self.num_cells, self.c_o, self.c_i = warehouse_shape[:3]
-        self.out_spatial = tuple(conv.output_size(self.in_spatial))
-        self.rows = block_rows(self.batch, conv.weight_shape, conv.split,
-                               self.c_o, conv.groups, dtype.itemsize,
-                               block_bytes)
+    Args:
+        conv (ConvGeometry): The layer's geometry.
+        engine (Engine): The engine convolving the blocks.
+        dtype (torch.dtype): The dtype the products run in (autocast's, if
+            on).
+        batch (int): Samples.
+        in_spatial, out_spatial (tuple[int]): Spatial input, output size.
+        num_cells, c_o, c_i (int): Warehouse cells and their shape.
+        rows (int): Cell rows per block.
+        blocks (tuple[tuple[int, int]]): ``(first, end)`` cell rows of each
+            block.
+        keep_kernels (bool): Whether backward reuses the forward's kernels.
+    """
+    conv: ConvGeometry
+    engine: 'Engine'
+    dtype: torch.dtype
+    batch: int
+    in_spatial: Tuple[int, ...]
+    out_spatial: Tuple[int, ...]
+    num_cells: int
+    c_o: int
+    c_i: int
+    rows: int
+    blocks: Tuple[Tuple[int, int], ...]
+    keep_kernels: bool
+
+    @classmethod
+    def build(cls, x_shape, dtype, warehouse_shape, conv: ConvGeometry,
+              engine: Optional[str], block_bytes: int) -> 'BlockPlan':
+        batch = x_shape[0]
+        in_spatial = tuple(x_shape[2:])
+        num_cells, c_o, c_i = warehouse_shape[:3]
+        rows = block_rows(batch, conv.weight_shape, conv.split, c_o,
+                          conv.groups, dtype.itemsize, block_bytes)
         # Per-sample kernels at most 1 / KEEP_KERNELS_RATIO of the input are
         # kept for backward (mixing them again costs more than they weigh).
-        kernels = self.batch * math.prod(self.weight_shape)
-        self.keep_kernels = self.rows == self.c_o and (
-            kernels * KEEP_KERNELS_RATIO <= math.prod(x_shape))
-
-    def blocks(self):
-        """``(first, end)`` cell rows of each block."""
-        return [(r0, min(self.c_o, r0 + self.rows))
-                for r0 in range(0, self.c_o, self.rows)]
-
-    # -- the input as the matrix of the gemm engine, and its adjoint -------
-    def columns(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, C_in, L]``: the input at the (strided) output positions."""
-        index = (slice(None), slice(None)) + tuple(
-            [slice(None, None, s) for s in self.stride])
-        return x[index].reshape(self.batch, x.shape[1], -1)
-
-    def columns_to_input(self, cols: torch.Tensor, like: torch.Tensor):
-        if all([s == 1 for s in self.stride]):
-            return cols.reshape(like.shape)
-        grad = like.new_zeros(like.shape)
-        index = (slice(None), slice(None)) + tuple(
-            [slice(None, None, s) for s in self.stride])
-        grad[index] = cols.reshape(self.batch, like.shape[1],
-                                   *self.out_spatial)
-        return grad
-
-    # -- kernels of one block of cell rows ---------------------------------
-    def mixed(self, attention, cells, r0, r1):
-        """``[B*m, rows*c_i]``: rows r0:r1 of every mixture's cell."""
-        block = cells[:, r0:r1].reshape(self.num_cells, -1)  # a view
-        out = _scratch('mixed', (attention.shape[0], block.shape[1]),
-                       attention)
-        return torch.mm(attention, block, out=out)
-
-    def to_kernels(self, mixed, r0, r1):
-        """Mixtures -> ``[B, G_o*rows, C_in/g * prod(k)]`` (conv layout)."""
-        g_s, g_o, g_i = self.split
-        rows = r1 - r0
-        view = mixed.view(self.batch, g_s, g_o, g_i, rows,
-                          self.c_i).permute(0, 2, 4, 3, 5, 1)
-        shape = (self.batch, g_o * rows, g_i * self.c_i * g_s)
-        if view.is_contiguous():
-            return view.reshape(shape)
-        kernels = _scratch('kernels', view.shape, mixed)
-        return kernels.copy_(view).view(shape)
-
-    def to_mixed(self, kernels, r0, r1, scale=None):
-        """Adjoint of :meth:`to_kernels`, the rows multiplied by ``scale``
-        on the way if given (``kernels`` may be overwritten)."""
-        g_s, g_o, g_i = self.split
-        rows = r1 - r0
-        view = kernels.view(self.batch, g_o, rows, g_i, self.c_i,
-                            g_s).permute(0, 5, 1, 3, 2, 4)
-        shape = (self.batch * g_s * g_o * g_i, rows * self.c_i)
-        factor = None if scale is None else scale.view(
-            g_o, self.c_o)[:, r0:r1].reshape(1, 1, g_o, 1, rows, 1)
-        if view.is_contiguous():
-            return (view
-                    if factor is None else view.mul_(factor)).reshape(shape)
-        mixed = _scratch('grad_mixed', view.shape, kernels)
-        if factor is None:
-            mixed.copy_(view)
-        else:
-            torch.mul(view, factor, out=mixed)
-        return mixed.view(shape)
-
-    def grad_rows(self, grad, r0, r1, name):
-        """``[B, G_o*rows, L]``: the output gradient of one block."""
-        block = self.out_rows(grad, r0, r1)
-        if not block.is_contiguous():
-            block = _scratch(name, block.shape, grad).copy_(block)
-        return block.view(self.batch, -1, block.shape[-1])
-
-    def out_rows(self, tensor, r0, r1):
-        """Output channels of rows r0:r1 of every output group."""
-        g_o = self.split[1]
-        return tensor.view(self.batch, g_o, self.c_o, -1)[:, :, r0:r1]
-
-    def convolve(self, x_or_cols, kernels, name=None):
-        """One block: ``[B, G_o*rows, *out_spatial]`` flattened spatially
-        (into a scratch buffer if ``name`` is given)."""
-        if self.engine == 'gemm':
-            if name is None:
-                return torch.bmm(kernels, x_or_cols)
-            out = _scratch(name,
-                           (self.batch, kernels.shape[1], x_or_cols.shape[2]),
-                           kernels)
-            return torch.bmm(kernels, x_or_cols, out=out)
-        folded = kernels.reshape(-1, *self.weight_shape[1:])
-        out = self.conv(x_or_cols, folded, None, self.stride, self.padding,
-                        self.dilation, self.groups * self.batch)
-        return out.reshape(self.batch, kernels.shape[1], -1)
+        kernels = batch * math.prod(conv.weight_shape)
+        keep = rows == c_o and (kernels * KEEP_KERNELS_RATIO
+                                <= math.prod(x_shape))
+        name = engine or choose_engine(conv.weight_shape, conv.padding,
+                                       conv.groups)
+        return cls(
+            conv=conv,
+            engine=ENGINES[name],
+            dtype=dtype,
+            batch=batch,
+            in_spatial=in_spatial,
+            out_spatial=tuple(conv.output_size(in_spatial)),
+            num_cells=num_cells,
+            c_o=c_o,
+            c_i=c_i,
+            rows=rows,
+            blocks=tuple([(r0, min(c_o, r0 + rows))
+                          for r0 in range(0, c_o, rows)]),
+            keep_kernels=keep)
 
 
 @functools.lru_cache(maxsize=4096)
-def _cached_geometry(*args) -> _Geometry:
-    return _Geometry(*args)
+def _cached_plan(*args) -> BlockPlan:
+    return BlockPlan.build(*args)
 
 
-def _geometry(x_shape, dtype, warehouse_shape, conv: ConvGeometry,
-              engine) -> _Geometry:
-    args = (tuple(x_shape), dtype, tuple(warehouse_shape), conv, engine,
-            BLOCK_BYTES)
+def _plan(x: torch.Tensor, dtype, warehouse_shape, conv: ConvGeometry,
+          engine: Optional[str]) -> BlockPlan:
+    args = (tuple(x.shape), dtype, tuple(warehouse_shape), conv, engine,
+            block_bytes_for(x.device))
     if torch.compiler.is_compiling():
-        return _Geometry(*args)
-    return _cached_geometry(*args)
+        return BlockPlan.build(*args)
+    return _cached_plan(*args)
 
 
+# -- kernels of one block of cell rows (the same for every engine) ----------
+def mixed(plan: BlockPlan, attention, cells, r0, r1):
+    """``[B*m, rows*c_i]``: rows r0:r1 of every mixture's cell."""
+    block = cells[:, r0:r1].reshape(plan.num_cells, -1)  # a view
+    out = _scratch('mixed', (attention.shape[0], block.shape[1]), attention)
+    return torch.mm(attention, block, out=out)
+
+
+def to_kernels(plan: BlockPlan, mixed, r0, r1):
+    """Mixtures -> ``[B, G_o*rows, C_in/g * prod(k)]`` (conv layout)."""
+    g_s, g_o, g_i = plan.conv.split
+    rows = r1 - r0
+    view = mixed.view(plan.batch, g_s, g_o, g_i, rows,
+                      plan.c_i).permute(0, 2, 4, 3, 5, 1)
+    shape = (plan.batch, g_o * rows, g_i * plan.c_i * g_s)
+    if view.is_contiguous():
+        return view.reshape(shape)
+    kernels = _scratch('kernels', view.shape, mixed)
+    return kernels.copy_(view).view(shape)
+
+
+def to_mixed(plan: BlockPlan, kernels, r0, r1, scale=None):
+    """Adjoint of :func:`to_kernels`, the rows multiplied by ``scale`` on
+    the way if given (``kernels`` may be overwritten)."""
+    g_s, g_o, g_i = plan.conv.split
+    rows = r1 - r0
+    view = kernels.view(plan.batch, g_o, rows, g_i, plan.c_i,
+                        g_s).permute(0, 5, 1, 3, 2, 4)
+    shape = (plan.batch * g_s * g_o * g_i, rows * plan.c_i)
+    factor = None if scale is None else scale.view(
+        g_o, plan.c_o)[:, r0:r1].reshape(1, 1, g_o, 1, rows, 1)
+    if view.is_contiguous():
+        return (view if factor is None else view.mul_(factor)).reshape(shape)
+    grad_mixed = _scratch('grad_mixed', view.shape, kernels)
+    if factor is None:
+        grad_mixed.copy_(view)
+    else:
+        torch.mul(view, factor, out=grad_mixed)
+    return grad_mixed.view(shape)
+
+
+def _out_rows(plan: BlockPlan, tensor, r0, r1):
+    """Output channels of rows r0:r1 of every output group."""
+    return tensor.view(plan.batch, plan.conv.split[1], plan.c_o, -1)[:, :,
+                                                                     r0:r1]
+
+
+def _grad_rows(plan: BlockPlan, grad, r0, r1, name):
+    """``[B, G_o*rows, L]``: the output gradient of one block."""
+    block = _out_rows(plan, grad, r0, r1)
+    if not block.is_contiguous():
+        block = _scratch(name, block.shape, grad).copy_(block)
+    return block.view(plan.batch, -1, block.shape[-1])
+
+
+# -- the engines ------------------------------------------------------------
+class Engine:
+    """How a block of per-sample kernels ``[B, G_o*rows, C_in/g*prod(k)]``
+    is convolved with the input (stateless; one instance per engine in
+    :data:`ENGINES`)."""
+
+    name = ''
+
+    def source(self, plan: BlockPlan, x):
+        """The input as :meth:`forward_block` takes it."""
+        raise NotImplementedError
+
+    def forward_block(self, plan: BlockPlan, source, kernels, name=None):
+        """``[B, G_o*rows, L]``: one block's output (into a scratch buffer
+        named ``name`` if given)."""
+        raise NotImplementedError
+
+    def backward_block(self, plan: BlockPlan, source, kernels, grad_x, grad_k,
+                       grad_source):
+        """One block's gradients: ``(grad_source, grad_kernels)``.
+
+        ``grad_x`` and ``grad_k`` are the block's output gradient for the
+        input and the kernels (``None`` when not needed); the input part is
+        added to ``grad_source`` (``None`` at the first block).
+        """
+        raise NotImplementedError
+
+    def grad_input(self, plan: BlockPlan, grad_source, x):
+        """Adjoint of :meth:`source`: the gradient of ``x``."""
+        raise NotImplementedError
+
+
+class GemmEngine(Engine):
+    """1x1 kernels without padding or groups: one batched matrix product
+    with the input at the output positions."""
+
+    name = 'gemm'
+
+    def _index(self, plan: BlockPlan):
+        return (slice(None), slice(None)) + tuple(
+            [slice(None, None, s) for s in plan.conv.stride])
+
+    def source(self, plan, x):
+        """``[B, C_in, L]``: the input at the (strided) output positions."""
+        return x[self._index(plan)].reshape(plan.batch, x.shape[1], -1)
+
+    def forward_block(self, plan, source, kernels, name=None):
+        if name is None:
+            return torch.bmm(kernels, source)
+        out = _scratch(name, (plan.batch, kernels.shape[1], source.shape[2]),
+                       kernels)
+        return torch.bmm(kernels, source, out=out)
+
+    def backward_block(self, plan, source, kernels, grad_x, grad_k,
+                       grad_source):
+        if grad_x is not None and grad_source is None:
+            grad_source = torch.bmm(
+                kernels.transpose(1, 2),
+                grad_x,
+                out=source.new_empty(source.shape))
+        elif grad_x is not None:
+            grad_source.baddbmm_(kernels.transpose(1, 2), grad_x)
+        grad_kernels = None
+        if grad_k is not None:
+            grad_kernels = _scratch('grad_kernels', kernels.shape, kernels)
+            torch.bmm(grad_k, source.transpose(1, 2), out=grad_kernels)
+        return grad_source, grad_kernels
+
+    def grad_input(self, plan, grad_source, x):
+        if all([s == 1 for s in plan.conv.stride]):
+            return grad_source.reshape(x.shape)
+        grad = x.new_zeros(x.shape)
+        grad[self._index(plan)] = grad_source.reshape(plan.batch, x.shape[1],
+                                                      *plan.out_spatial)
+        return grad
+
+
+class ConvEngine(Engine):
+    """Every other layer: the grouped convolution over the batch folded
+    into the channels."""
+
+    name = 'conv'
+
+    def source(self, plan, x):
+        """``[1, B*C_in, *in_spatial]``."""
+        return x.reshape(1, -1, *plan.in_spatial)
+
+    def forward_block(self, plan, source, kernels, name=None):
+        conv = plan.conv
+        folded = kernels.reshape(-1, *conv.weight_shape[1:])
+        out = conv_function(conv.dims)(source, folded, None, conv.stride,
+                                       conv.padding, conv.dilation,
+                                       conv.groups * plan.batch)
+        return out.reshape(plan.batch, kernels.shape[1], -1)
+
+    def backward_block(self, plan, source, kernels, grad_x, grad_k,
+                       grad_source):
+        same = grad_x is grad_k  # one call computes both
+        grad_kernels = None
+        if grad_x is not None:
+            part, grad_kernels = self._convolution_backward(
+                plan, grad_x, source, kernels, True, same)
+            grad_source = part if grad_source is None else \
+                grad_source.add_(part)
+        if grad_k is not None and not same:
+            grad_kernels = self._convolution_backward(plan, grad_k, source,
+                                                      kernels, False, True)[1]
+        return grad_source, grad_kernels
+
+    @staticmethod
+    def _convolution_backward(plan, grad_block, source, kernels, need_x,
+                              need_kernels):
+        conv = plan.conv
+        grad_x, grad_kernels, _ = torch.ops.aten.convolution_backward(
+            grad_block.reshape(1, -1, *plan.out_spatial), source,
+            kernels.reshape(-1, *conv.weight_shape[1:]), None, conv.stride,
+            conv.padding, conv.dilation, False, [0] * conv.dims,
+            conv.groups * plan.batch, [need_x, need_kernels, False])
+        if need_kernels:
+            grad_kernels = grad_kernels.reshape(kernels.shape)
+        return grad_x, grad_kernels
+
+    def grad_input(self, plan, grad_source, x):
+        return grad_source.reshape(x.shape)
+
+
+#: The engines by name (the ``engine`` argument of :func:`kw_conv_blocked`).
+ENGINES = {engine.name: engine for engine in (GemmEngine(), ConvEngine())}
+
+
+# -- autograd ---------------------------------------------------------------
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype autocast would run the matrix products in, else ``x``'s."""
     device = x.device.type
@@ -254,16 +412,16 @@ def _no_autocast(x: torch.Tensor):
 class BlockedKWConv(torch.autograd.Function):
     """Autograd of the blocked KW convolution (kernels recomputed in
     backward unless small). Inputs: ``x, attention, warehouse, out_scale``
-    and the call's :class:`_Geometry`."""
+    and the call's :class:`BlockPlan`."""
 
     @staticmethod
-    def forward(ctx, x, attention, warehouse, out_scale, geo):
-        keep = geo.keep_kernels and (ctx.needs_input_grad[0]
-                                     or ctx.needs_input_grad[1]
-                                     or ctx.needs_input_grad[2])
-        out, kernels = _cast_and_forward(geo, x, attention, warehouse,
+    def forward(ctx, x, attention, warehouse, out_scale, plan):
+        keep = plan.keep_kernels and (ctx.needs_input_grad[0]
+                                      or ctx.needs_input_grad[1]
+                                      or ctx.needs_input_grad[2])
+        out, kernels = _cast_and_forward(plan, x, attention, warehouse,
                                          out_scale, keep)
-        ctx.geo = geo
+        ctx.plan = plan
         ctx.save_for_backward(x, attention, warehouse, out_scale, kernels)
         return out
 
@@ -271,10 +429,10 @@ class BlockedKWConv(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out):
         saved = ctx.saved_tensors
-        dtype = ctx.geo.dtype
+        dtype = ctx.plan.dtype
         with _no_autocast(grad_out):
             args = [None if t is None else t.to(dtype) for t in saved[:4]]
-            grads = _backward(ctx.geo, grad_out.to(dtype), *args,
+            grads = _backward(ctx.plan, grad_out.to(dtype), *args,
                               ctx.needs_input_grad[:4], saved[4])
         grads = [
             None if g is None else g.to(t.dtype) for g, t in zip(grads, saved)
@@ -282,52 +440,54 @@ class BlockedKWConv(torch.autograd.Function):
         return (*grads, None)
 
 
-def _cast_and_forward(geo: _Geometry, x, attention, warehouse, scale,
+def _cast_and_forward(plan: BlockPlan, x, attention, warehouse, scale,
                       keep: bool):
-    """:func:`_forward` in ``geo.dtype`` (autocast's), autocast off."""
-    dtype = geo.dtype
+    """:func:`_forward` in ``plan.dtype`` (autocast's), autocast off."""
+    dtype = plan.dtype
     with _no_autocast(x):
         args = [
             t if t is None or t.dtype == dtype else t.to(dtype)
             for t in (x, attention, warehouse, scale)
         ]
-        return _forward(geo, *args, keep)
+        return _forward(plan, *args, keep)
 
 
 def _channel_view(scale: torch.Tensor, dims: int) -> torch.Tensor:
     return scale.view(1, -1, *([1] * dims))
 
 
-def _forward(geo: _Geometry, x, attention, warehouse, scale, keep=False):
+def _kernels(plan: BlockPlan, attention, cells, r0, r1):
+    return to_kernels(plan, mixed(plan, attention, cells, r0, r1), r0, r1)
+
+
+def _forward(plan: BlockPlan, x, attention, warehouse, scale, keep=False):
     """The output, and the (unscaled) kernels if ``keep`` (single block).
 
     A scale multiplies the output channels (the same as scaling the kernel
     rows, but an activation-sized pass instead of a kernel-sized one).
     """
-    cells = warehouse.reshape(geo.num_cells, geo.c_o, geo.c_i)
-    source = geo.columns(x) if geo.engine == 'gemm' else x.reshape(
-        1, -1, *geo.in_spatial)
-    blocks = geo.blocks()
-    c_out = geo.weight_shape[0]
-    out, kept = None, None
-    for r0, r1 in blocks:
-        kernels = geo.to_kernels(geo.mixed(attention, cells, r0, r1), r0, r1)
-        result = geo.convolve(source, kernels,
-                              None if len(blocks) == 1 else 'result')
-        if len(blocks) == 1:
-            out = result.reshape(geo.batch, c_out, *geo.out_spatial)
-            kept = kernels.clone() if keep else None
-            break
-        if out is None:
-            out = x.new_empty(geo.batch, c_out, *geo.out_spatial)
-        geo.out_rows(out, r0, r1).copy_(
-            result.reshape(geo.batch, geo.split[1], r1 - r0, -1))
+    engine, conv = plan.engine, plan.conv
+    cells = warehouse.reshape(plan.num_cells, plan.c_o, plan.c_i)
+    source = engine.source(plan, x)
+    out_shape = (plan.batch, conv.out_channels, *plan.out_spatial)
+    kept = None
+    if len(plan.blocks) == 1:
+        kernels = _kernels(plan, attention, cells, 0, plan.c_o)
+        out = engine.forward_block(plan, source, kernels).reshape(out_shape)
+        kept = kernels.clone() if keep else None
+    else:
+        out = x.new_empty(out_shape)
+        for r0, r1 in plan.blocks:
+            kernels = _kernels(plan, attention, cells, r0, r1)
+            result = engine.forward_block(plan, source, kernels, 'result')
+            _out_rows(plan, out, r0, r1).copy_(
+                result.reshape(plan.batch, conv.split[1], r1 - r0, -1))
     if scale is not None:  # out is a fresh tensor
-        out.mul_(_channel_view(scale, len(geo.kernel)))
+        out.mul_(_channel_view(scale, conv.dims))
     return out, kept
 
 
-def _backward(geo: _Geometry,
+def _backward(plan: BlockPlan,
               grad_out,
               x,
               attention,
@@ -340,100 +500,65 @@ def _backward(geo: _Geometry,
     dK = scale dK', d scale = <dK', K> per output channel."""
     need_x, need_a, need_w, need_s = needs
     need_kernels = need_a or need_w or need_s
-    cells = warehouse.reshape(geo.num_cells, geo.c_o, geo.c_i)
-    g_o = geo.split[1]
+    engine = plan.engine
+    cells = warehouse.reshape(plan.num_cells, plan.c_o, plan.c_i)
     grad_out_x = grad_out
     if scale is not None and need_x:
-        grad_out_x = grad_out * _channel_view(scale, len(geo.kernel))
-    if geo.engine == 'gemm':
-        source = geo.columns(x)
-        grad_source = source.new_empty(source.shape) if need_x else None
-    else:
-        source = x.reshape(1, -1, *geo.in_spatial)
-        grad_source = None
+        grad_out_x = grad_out * _channel_view(scale, plan.conv.dims)
+    source = engine.source(plan, x)
     # Written by the first block and accumulated by the others (every block
     # writes its own rows of grad_w): no zero-filling of large buffers.
-    grad_a = attention.new_empty(attention.shape) if need_a else None
-    grad_w = cells.new_empty(cells.shape) if need_w else None
-    grad_s = torch.zeros(
-        g_o, geo.c_o, dtype=x.dtype, device=x.device) if need_s else None
-    blocks = geo.blocks()
-    for r0, r1 in blocks:
-        rows = r1 - r0
-        first = r0 == 0
-        if kept is not None:  # the single block's kernels
-            kernels = kept
-        else:
-            kernels = geo.to_kernels(
-                geo.mixed(attention, cells, r0, r1), r0, r1)
-        grad_block = geo.grad_rows(grad_out, r0, r1, 'grad_block')
+    grad_source = None
+    grads = (attention.new_empty(attention.shape) if need_a else None,
+             cells.new_empty(cells.shape) if need_w else None,
+             x.new_zeros(plan.conv.split[1], plan.c_o) if need_s else None)
+    for r0, r1 in plan.blocks:
+        kernels = kept if kept is not None else _kernels(
+            plan, attention, cells, r0, r1)
+        grad_block = _grad_rows(plan, grad_out, r0, r1, 'grad_block')
         grad_block_x = grad_block if grad_out_x is grad_out else \
-            geo.grad_rows(grad_out_x, r0, r1, 'grad_block_x')
-        grad_kernels = None
-        if geo.engine == 'gemm':
-            if need_x and first:
-                torch.bmm(
-                    kernels.transpose(1, 2), grad_block_x, out=grad_source)
-            elif need_x:
-                grad_source.baddbmm_(kernels.transpose(1, 2), grad_block_x)
-            if need_kernels:
-                grad_kernels = _scratch('grad_kernels', kernels.shape, kernels)
-                torch.bmm(grad_block, source.transpose(1, 2), out=grad_kernels)
-        else:
-            same = grad_block_x is grad_block
-            grad_x_part, grad_kernels = _conv_backward(geo, grad_block_x,
-                                                       source, kernels, need_x,
-                                                       need_kernels and same)
-            if need_kernels and not same:
-                grad_kernels = _conv_backward(geo, grad_block, source, kernels,
-                                              False, True)[1]
-            if need_x:
-                grad_source = grad_x_part if grad_source is None else (
-                    grad_source.add_(grad_x_part))
-        if not need_kernels:
-            continue
-        if need_s:  # per kernel row: dot(dK', K), summed over the batch
-            width = kernels.shape[2]
-            dots = torch.bmm(
-                grad_kernels.reshape(-1, 1, width),
-                kernels.reshape(-1, width, 1))
-            grad_s[:, r0:r1] += dots.view(geo.batch, g_o, rows).sum(dim=0)
-        grad_mixed = geo.to_mixed(grad_kernels, r0, r1, scale)
-        if need_a:
-            block = cells[:, r0:r1].reshape(geo.num_cells, -1)
-            if first:
-                torch.mm(grad_mixed, block.t(), out=grad_a)
-            else:
-                grad_a.addmm_(grad_mixed, block.t())
-        if need_w and len(blocks) == 1:
-            torch.mm(
-                attention.t(), grad_mixed, out=grad_w.view(geo.num_cells, -1))
-        elif need_w:
-            block = _scratch('grad_cells',
-                             (geo.num_cells, grad_mixed.shape[1]), grad_mixed)
-            torch.mm(attention.t(), grad_mixed, out=block)
-            grad_w[:, r0:r1] = block.view(geo.num_cells, rows, geo.c_i)
-    grad_x = None
-    if need_x:
-        grad_x = geo.columns_to_input(
-            grad_source, x) if geo.engine == 'gemm' else grad_source.reshape(
-                x.shape)
-    return (grad_x, grad_a,
+            _grad_rows(plan, grad_out_x, r0, r1, 'grad_block_x')
+        grad_source, grad_kernels = engine.backward_block(
+            plan, source, kernels, grad_block_x if need_x else None,
+            grad_block if need_kernels else None, grad_source)
+        if need_kernels:
+            _mixing_backward(plan, grad_kernels, kernels, attention, cells,
+                             scale, r0, r1, grads)
+    grad_a, grad_w, grad_s = grads
+    return (engine.grad_input(plan, grad_source, x) if need_x else None,
+            grad_a,
             None if grad_w is None else grad_w.reshape(warehouse.shape),
             None if grad_s is None else grad_s.reshape(-1))
 
 
-def _conv_backward(geo: _Geometry, grad_block, source, kernels, need_x,
-                   need_kernels):
-    """Input and kernel gradients of one block's grouped convolution."""
-    grad_x, grad_kernels, _ = torch.ops.aten.convolution_backward(
-        grad_block.reshape(1, -1, *geo.out_spatial), source,
-        kernels.reshape(-1, *geo.weight_shape[1:]), None, geo.stride,
-        geo.padding, geo.dilation, False, [0] * len(geo.kernel),
-        geo.groups * geo.batch, [need_x, need_kernels, False])
-    if need_kernels:
-        grad_kernels = grad_kernels.reshape(kernels.shape)
-    return grad_x, grad_kernels
+def _mixing_backward(plan: BlockPlan, grad_kernels, kernels, attention, cells,
+                     scale, r0, r1, grads):
+    """Adds one block's kernel gradient to ``grads``, the gradients of the
+    attention, the cells and the scale (``None`` where not needed; written
+    by the first block); ``grad_kernels`` may be overwritten."""
+    grad_a, grad_w, grad_s = grads
+    rows = r1 - r0
+    if grad_s is not None:  # per kernel row: dot(dK', K), summed over batch
+        width = kernels.shape[2]
+        dots = torch.bmm(
+            grad_kernels.reshape(-1, 1, width), kernels.reshape(-1, width, 1))
+        grad_s[:, r0:r1] += dots.view(plan.batch, plan.conv.split[1],
+                                      rows).sum(dim=0)
+    grad_mixed = to_mixed(plan, grad_kernels, r0, r1, scale)
+    if grad_a is not None:
+        block = cells[:, r0:r1].reshape(plan.num_cells, -1)
+        if r0 == 0:
+            torch.mm(grad_mixed, block.t(), out=grad_a)
+        else:
+            grad_a.addmm_(grad_mixed, block.t())
+    if grad_w is not None and len(plan.blocks) == 1:
+        torch.mm(
+            attention.t(), grad_mixed, out=grad_w.view(plan.num_cells, -1))
+    elif grad_w is not None:
+        block = _scratch('grad_cells', (plan.num_cells, grad_mixed.shape[1]),
+                         grad_mixed)
+        torch.mm(attention.t(), grad_mixed, out=block)
+        grad_w[:, r0:r1] = block.view(plan.num_cells, rows, plan.c_i)
 
 
 def kw_conv_blocked(x: torch.Tensor,
@@ -451,7 +576,7 @@ def kw_conv_blocked(x: torch.Tensor,
         engine (str, optional): ``'gemm'`` (1x1 kernels without padding or
             groups) or ``'conv'``; ``None`` picks (:func:`choose_engine`).
     """
-    if engine is not None and engine not in ('gemm', 'conv'):
+    if engine is not None and engine not in ENGINES:
         raise ValueError(f"engine must be 'gemm', 'conv' or None, got "
                          f'{engine!r}')
     if engine == 'gemm' and choose_engine(geometry.weight_shape,
@@ -461,15 +586,14 @@ def kw_conv_blocked(x: torch.Tensor,
             f"the 'gemm' engine needs a 1x1 kernel without padding and "
             f'groups=1, got kernel {geometry.kernel_size}, padding '
             f'{geometry.padding}, groups {geometry.groups}')
-    geo = _geometry(x.shape, _compute_dtype(x), warehouse.shape, geometry,
-                    engine)
+    plan = _plan(x, _compute_dtype(x), warehouse.shape, geometry, engine)
     if torch.is_grad_enabled() and (x.requires_grad or attention.requires_grad
                                     or warehouse.requires_grad or
                                     (out_scale is not None
                                      and out_scale.requires_grad)):
-        out = BlockedKWConv.apply(x, attention, warehouse, out_scale, geo)
+        out = BlockedKWConv.apply(x, attention, warehouse, out_scale, plan)
     else:  # inference: no autograd node to build
-        out = _cast_and_forward(geo, x, attention, warehouse, out_scale,
+        out = _cast_and_forward(plan, x, attention, warehouse, out_scale,
                                 False)[0]
     if bias is not None:
         out = out + bias.reshape(1, -1, *([1] * (x.dim() - 2)))
