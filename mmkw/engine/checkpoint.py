@@ -9,7 +9,8 @@ inside it), so ``--resume``, ``load_from`` and ``init_cfg=dict(type=
 ``weights_only=False`` would execute arbitrary code from a checkpoint.
 
 ``import mmkw`` re-registers MMEngine's local-file scheme with
-:func:`load_from_local`, which keeps ``weights_only=True`` and allows
+:func:`load_from_local` (:mod:`mmkw.compat` lists and applies this and the
+changes below), which keeps ``weights_only=True`` and allows
 exactly the globals listed in :func:`safe_checkpoint_globals`. Anything else
 in a file is refused with a :class:`CheckpointLoadError` that names the file
 and the offending object.
@@ -38,7 +39,6 @@ import numpy as np
 import torch
 from mmengine.dist import get_dist_info
 from mmengine.logging import HistoryBuffer, print_log
-from mmengine.runner import CheckpointLoader
 from mmengine.runner import checkpoint as mmengine_checkpoint
 
 from mmkw.cnn import note_checkpoint_source
@@ -56,7 +56,9 @@ _NUMERIC_DTYPES = ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8',
 # statistics method with the buffer, and a pickle can only name
 # ``HistoryBuffer.min`` as ``getattr(HistoryBuffer, 'min')``, which no
 # weights_only allow-list should admit. The built-in ones are recreated by
-# ``HistoryBuffer`` itself, so mmkw leaves them out of the pickle.
+# ``HistoryBuffer`` itself, so mmkw leaves them out of the pickle:
+# ``import mmkw`` puts the two functions below in place of HistoryBuffer's
+# ``__getstate__`` and ``__setstate__`` (see mmkw.compat).
 _BUILTIN_STATISTICS = ('min', 'max', 'current', 'mean')
 _mmengine_getstate = HistoryBuffer.__getstate__
 _mmengine_setstate = HistoryBuffer.__setstate__
@@ -78,10 +80,6 @@ def _history_buffer_setstate(self, state: dict) -> None:
     """``HistoryBuffer.__setstate__`` that also restores the built-ins."""
     _mmengine_setstate(self, state)
     self._set_default_statistics()
-
-
-HistoryBuffer.__getstate__ = _history_buffer_getstate
-HistoryBuffer.__setstate__ = _history_buffer_setstate
 
 
 def safe_checkpoint_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
@@ -372,19 +370,3 @@ def load_from_mmcls(filename: str, map_location=None):
     url = _model_url(filename, mmengine_checkpoint.get_mmcls_models())
     return mmengine_checkpoint._process_mmcls_checkpoint(
         load_from_http(url, map_location=map_location))
-
-
-CheckpointLoader.register_scheme(
-    prefixes='', loader=load_from_local, force=True)
-CheckpointLoader.register_scheme(
-    prefixes=('http://', 'https://'), loader=load_from_http, force=True)
-CheckpointLoader.register_scheme(
-    prefixes=('modelzoo://', 'torchvision://'),
-    loader=load_from_torchvision,
-    force=True)
-CheckpointLoader.register_scheme(
-    prefixes=('open-mmlab://', 'openmmlab://'),
-    loader=load_from_openmmlab,
-    force=True)
-CheckpointLoader.register_scheme(
-    prefixes='mmcls://', loader=load_from_mmcls, force=True)

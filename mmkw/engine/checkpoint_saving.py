@@ -4,7 +4,8 @@ MMEngine 0.10.7 writes a checkpoint in place, and its ``CheckpointHook``
 with ``max_keep_ckpts`` deletes the oldest checkpoint *before* it writes the
 new one. A process killed while writing (out of memory, a pre-empted job)
 then leaves a truncated file, and with ``max_keep_ckpts=1`` no complete
-checkpoint at all. ``import mmkw`` changes both:
+checkpoint at all. ``import mmkw`` changes both (:mod:`mmkw.compat` puts
+these functions in place of MMEngine's):
 
 - :func:`save_checkpoint` writes a local checkpoint to a temporary file in
   the same directory and renames it into place (``os.replace``, atomic on
@@ -28,7 +29,6 @@ import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 from mmengine.runner import checkpoint as mmengine_checkpoint
-from mmengine.runner import runner as mmengine_runner
 
 __all__ = [
     'save_checkpoint', 'save_then_prune', 'is_readable_checkpoint',
@@ -129,7 +129,3 @@ def latest_readable_checkpoint(work_dir: str) -> Optional[str]:
         if is_readable_checkpoint(path):
             return path
     return None
-
-
-mmengine_runner.save_checkpoint = save_checkpoint
-CheckpointHook._save_checkpoint_with_step = save_then_prune

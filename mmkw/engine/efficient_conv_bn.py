@@ -19,7 +19,8 @@ when a config sets ``efficient_conv_bn_eval``, with no registry or hook to
 extend, so ``import mmkw`` replaces that name (and the public
 ``mmengine.model.efficient_conv_bn_eval.turn_on_efficient_conv_bn_eval``
 users call directly) with
-:func:`turn_on_efficient_conv_bn_eval` here, which folds plain pairs exactly
+:func:`turn_on_efficient_conv_bn_eval` here (:mod:`mmkw.compat` lists and
+applies the change), which folds plain pairs exactly
 as MMEngine does (its own function) and KW pairs as described above.
 """
 from operator import attrgetter
@@ -29,10 +30,8 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 from mmengine.logging import print_log
-from mmengine.model import efficient_conv_bn_eval as mmengine_conv_bn
 from mmengine.model.efficient_conv_bn_eval import \
     efficient_conv_bn_eval_control
-from mmengine.runner import runner as mmengine_runner
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
@@ -128,8 +127,3 @@ def turn_on_efficient_conv_bn_eval(model: nn.Module,
             f'efficient_conv_bn_eval: {name} folds {folded["kw"]} KW and '
             f'{folded["plain"]} plain conv-BN pairs while BN is in eval mode',
             logger='current')
-
-
-# See the module docstring for why these names of MMEngine's are replaced.
-for _module in (mmengine_runner, mmengine_conv_bn):
-    _module.turn_on_efficient_conv_bn_eval = turn_on_efficient_conv_bn_eval
