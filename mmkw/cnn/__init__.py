@@ -15,7 +15,7 @@ from .loading import note_checkpoint_source
 from .manager import WarehouseManager
 from .plan import (MAX_WAREHOUSE_PARAMS, ZERO_CELL, LayerPlan, LayerSpec,
                    NetworkPlan, WarehousePlan, WarehouseSpec, build_plan,
-                   default_cell_ratio, format_budget)
+                   check_positive, default_cell_ratio, format_budget)
 from .temperature import get_temperature, pinned_managers, set_temperature
 
 __all__ = [
@@ -26,7 +26,7 @@ __all__ = [
     'KWConv2d', 'KWLinear', 'WarehouseManager', 'BoundLayer', 'bound_layers',
     'MAX_WAREHOUSE_PARAMS', 'ZERO_CELL', 'LayerSpec', 'LayerPlan',
     'NetworkPlan', 'WarehousePlan', 'WarehouseSpec', 'build_plan',
-    'default_cell_ratio', 'format_budget', 'set_temperature',
+    'default_cell_ratio', 'check_positive', 'format_budget', 'set_temperature',
     'get_temperature', 'pinned_managers', 'KWLayout', 'apply_layout',
     'kw_layer_like', 'plain_layer_like', 'reset_kw_attentions', 'RULES',
     'convert_to_kw', 'convertible_convs', 'kw_layout_by_rule'

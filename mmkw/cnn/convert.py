@@ -16,8 +16,13 @@ Rules:
 - ``'per_layer'``: every conv has a warehouse of its own.
 - a dict ``{module path pattern: warehouse name}`` (``fnmatch`` patterns,
   first match wins): explicit groups; convs no pattern matches stay plain.
+
+A ``budget`` is one number for every warehouse or a dict of per-warehouse
+budgets (:func:`apply_budget`), the same for these rules and for every mmkw
+model.
 """
 import fnmatch
+import math
 from collections import OrderedDict
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -27,14 +32,145 @@ import torch.nn as nn
 from .layers import KWConvNd
 from .layout import KWLayout, apply_layout
 from .manager import WarehouseManager
-from .plan import NetworkPlan
+from .plan import NetworkPlan, check_positive
 
-__all__ = ['RULES', 'convertible_convs', 'kw_layout_by_rule', 'convert_to_kw']
+__all__ = [
+    'RULES', 'convertible_convs', 'kw_layout_by_rule', 'convert_to_kw',
+    'check_budget', 'default_budget', 'apply_budget'
+]
 
 #: The named rules of :func:`convert_to_kw` (a dict is the third form).
 RULES = ('stage', 'per_layer')
 
 _Rule = Union[str, Mapping[str, str]]
+_Budget = Union[float, Mapping[str, Union[float, Sequence[float]]]]
+#: Keys of a budget dict that give the budget of every other warehouse.
+_DEFAULT_KEYS = ('default', '*')
+#: ``group name -> (unit, members)``: a family's named sets of warehouses,
+#: each member a list of warehouse names (e.g. ConvNeXt's ``'pointwise'``,
+#: one member per stage).
+_Groups = Mapping[str, Tuple[str, Sequence[Sequence[str]]]]
+
+
+def check_budget(budget: _Budget) -> _Budget:
+    """Validate a ``budget`` argument, before any warehouse exists.
+
+    Args:
+        budget (float | dict): A positive number, or a dict of them by key
+            (see :func:`apply_budget`); a key other than ``'default'`` may
+            give a sequence of positive numbers, one per member of a
+            warehouse group.
+
+    Returns:
+        float | dict: ``budget`` (a dict as a plain ``dict``).
+
+    Raises:
+        ValueError: Naming the key and the value that is not a positive
+            number.
+    """
+    if not isinstance(budget, Mapping):
+        if isinstance(budget, (list, tuple)):
+            raise ValueError(f'budget must be a positive number or a dict '
+                             f'of them by warehouse, got {budget!r}')
+        check_positive('budget', budget)
+        return budget
+    for key, value in budget.items():
+        if not isinstance(key, str):
+            raise ValueError(f'budget keys must be warehouse names, got '
+                             f'{key!r}')
+        values = value if isinstance(value, (list, tuple)) and \
+            key not in _DEFAULT_KEYS else (value, )
+        if not values:
+            raise ValueError(f'budget[{key!r}] must be a positive number, '
+                             f'got {value!r}')
+        for one in values:
+            check_positive(f'budget[{key!r}]', one)
+    return dict(budget)
+
+
+def default_budget(budget: _Budget) -> float:
+    """The budget of every warehouse ``budget`` does not name: the number
+    itself, or a dict's ``'default'`` (or ``'*'``), 1 if absent."""
+    budget = check_budget(budget)
+    if not isinstance(budget, Mapping):
+        return budget
+    return budget.get('default', budget.get('*', 1.0))
+
+
+def apply_budget(layout: KWLayout,
+                 budget: _Budget,
+                 groups: Optional[_Groups] = None) -> KWLayout:
+    """The layout with the per-warehouse budgets of a budget dict.
+
+    A number leaves ``layout`` as it is (its warehouses without a budget of
+    their own take the manager's, that number). A dict gives, per
+    warehouse, the first of: its own name (``'stage3'``); a group holding it
+    (``groups``, e.g. KWConvNeXt's ``'pointwise'``; the value is a number or
+    one per member of the group); the first ``fnmatch`` pattern matching it,
+    in dict order (``'stage3*'``, ``'*'``); else the layout's own budget, or
+    ``'default'`` (1 if absent), the manager's. Every key must name
+    something: a key that is no warehouse, no group and no pattern matching
+    a warehouse raises a ``ValueError`` listing the allowed names.
+
+    Args:
+        layout (KWLayout): The layout (left unchanged).
+        budget (float | dict): The budget argument.
+        groups (dict, optional): ``name -> (unit, members)``, each member a
+            list of warehouse names; ``unit`` names a member in errors
+            (``'stage'``).
+
+    Returns:
+        KWLayout: A new layout with the budgets set.
+    """
+    budget = check_budget(budget)
+    if not isinstance(budget, Mapping):
+        return layout
+    groups = dict(groups or {})
+    names = list(layout.warehouses)
+    own: Dict[str, float] = {}
+    by_group: Dict[str, float] = {}
+    patterns: List[Tuple[str, float]] = []
+    for key, value in budget.items():
+        if key == 'default':
+            continue
+        sequence = isinstance(value, (list, tuple))
+        if key in groups:
+            unit, members = groups[key]
+            values = value if sequence else [value] * len(members)
+            if len(values) != len(members):
+                raise ValueError(
+                    f'budget[{key!r}] must be a number or {len(members)} '
+                    f'numbers (one per {unit}), got {value!r}')
+            for member, one in zip(members, values):
+                for name in member:
+                    by_group.setdefault(name, float(one))
+            continue
+        matches = key in layout.warehouses or any(
+            fnmatch.fnmatchcase(name, key) for name in names)
+        if not matches:
+            allowed = f'warehouses {names}'
+            if groups:
+                allowed += f', groups {list(groups)}'
+            raise ValueError(
+                f'budget keys must be \'default\', a warehouse name'
+                f'{", a warehouse group" if groups else ""} or a pattern '
+                f'matching warehouse names; {key!r} is none of them '
+                f'({allowed})')
+        if sequence:
+            raise ValueError(f'budget[{key!r}] must be a number ({key!r} is '
+                             f'not a warehouse group), got {value!r}')
+        if key in layout.warehouses:
+            own[key] = float(value)
+        else:
+            patterns.append((key, float(value)))
+    warehouses = OrderedDict()
+    for name, (wh_budget, cell_ratio) in layout.warehouses.items():
+        chosen = own.get(name, by_group.get(name))
+        if chosen is None:
+            chosen = next((value for pattern, value in patterns
+                           if fnmatch.fnmatchcase(name, pattern)), wh_budget)
+        warehouses[name] = (chosen, cell_ratio)
+    return KWLayout(warehouses, OrderedDict(layout.layers))
 
 
 def convertible_convs(network: nn.Module) -> 'OrderedDict[str, nn.Module]':
@@ -84,13 +220,6 @@ def _resolutions(
     return seen
 
 
-def _area(size: Tuple[int, ...]) -> int:
-    area = 1
-    for side in size:
-        area *= side
-    return area
-
-
 def _kind(conv: nn.Module) -> str:
     """Warehouse suffix: depthwise and other grouped convs keep apart from
     dense ones, whose cells they would shrink to their group width."""
@@ -120,8 +249,9 @@ def kw_layout_by_rule(
             the ``'stage'`` rule (and of the stem search). Defaults to
             (3, 224, 224).
         budget (float | dict, optional): Per-warehouse budgets by warehouse
-            name pattern (``{'stage3*': 2.0}``), first match wins; None or
-            a number leaves every warehouse at the manager's budget.
+            name or pattern (``{'stage3*': 2.0}``), see
+            :func:`apply_budget`; None or a number leaves every warehouse
+            at the manager's budget.
 
     Returns:
         tuple[KWLayout, list[str]]: The layout, and the convs that stay
@@ -149,10 +279,10 @@ def kw_layout_by_rule(
                 continue
             _, size_in, size_out = calls[name]
             # A conv that lowers the resolution joins the previous stage.
-            stage_size[name] = size_in if _area(size_out) < _area(size_in) \
-                else size_out
+            lowers = math.prod(size_out) < math.prod(size_in)
+            stage_size[name] = size_in if lowers else size_out
         # Stages numbered from 0 in the order of falling resolution.
-        sizes = sorted(set(stage_size.values()), key=_area, reverse=True)
+        sizes = sorted(set(stage_size.values()), key=math.prod, reverse=True)
         for name, size in stage_size.items():
             assignments[name] = f'stage{sizes.index(size)}' + _kind(
                 convs[name])
@@ -170,16 +300,14 @@ def kw_layout_by_rule(
     for name, warehouse in assignments.items():
         if name in kept:
             continue
-        wh_budget = None
-        if isinstance(budget, Mapping):
-            wh_budget = next((b for pattern, b in budget.items()
-                              if fnmatch.fnmatch(warehouse, pattern)), None)
-        layout.warehouse(warehouse, wh_budget)
+        layout.warehouse(warehouse)
         layout.assign(name, warehouse)
     stays_plain = [n for n in convs if n not in layout.layers]
     if not layout.layers:
         raise ValueError(f'rule {rule!r} makes no conv of '
                          f'{type(network).__name__} KernelWarehouse')
+    if budget is not None:
+        layout = apply_budget(layout, budget)
     return layout, stays_plain
 
 
@@ -189,6 +317,7 @@ def convert_to_kw(network: nn.Module,
                   plain: Optional[Sequence[str]] = None,
                   input_shape: Sequence[int] = (3, 224, 224),
                   attention_init: bool = True,
+                  manager: Optional[WarehouseManager] = None,
                   **manager_kwargs) -> NetworkPlan:
     """Turn the convs of ``network`` into KW convs, in place.
 
@@ -201,8 +330,8 @@ def convert_to_kw(network: nn.Module,
         network (nn.Module): Any network (an MM backbone, a torchvision
             model ...); it must not have a ``warehouse_manager`` yet.
         budget (float | dict): The budget of every warehouse, or a dict of
-            warehouse name patterns to budgets (``'default'`` or ``'*'`` for
-            the rest). Defaults to 1.
+            budgets by warehouse name or pattern (``'default'`` for the
+            rest), see :func:`apply_budget`. Defaults to 1.
         rule (str | dict): ``'stage'``, ``'per_layer'`` or a dict of module
             path patterns to warehouse names. Defaults to ``'stage'``.
         plain (Sequence[str], optional): Module path patterns of convs that
@@ -212,8 +341,11 @@ def convert_to_kw(network: nn.Module,
         attention_init (bool): Start at temperature 1 with the initial
             assignment (training from scratch, with
             ``KWTemperatureHook``); False pins it to 0. Defaults to True.
+        manager (WarehouseManager, optional): The (unbound) manager to
+            use, its budget that of the warehouses ``budget`` does not
+            name; one is built from ``manager_kwargs`` if None.
         **manager_kwargs: ``cell_ratio``, ``reduction``,
-            ``nonlocal_basis_ratio``, ``norm_layer`` of
+            ``nonlocal_basis_ratio``, ``norm_layer``, ``attention_type`` of
             :class:`~mmkw.cnn.WarehouseManager`.
 
     Returns:
@@ -231,12 +363,14 @@ def convert_to_kw(network: nn.Module,
     if 'warehouse_manager' in dict(network.named_children()):
         raise ValueError(f'{type(network).__name__} already has a '
                          f'warehouse_manager: it is KernelWarehouse already')
-    default = budget
-    if isinstance(budget, Mapping):
-        default = budget.get('default', budget.get('*', 1.0))
+    if manager is not None and manager_kwargs:
+        raise TypeError(f'convert_to_kw takes a manager or the arguments of '
+                        f'one, not both: got {sorted(manager_kwargs)}')
     layout, _ = kw_layout_by_rule(network, rule, plain, input_shape, budget)
-    network.add_module('warehouse_manager',
-                       WarehouseManager(budget=default, **manager_kwargs))
+    if manager is None:
+        manager = WarehouseManager(
+            budget=default_budget(budget), **manager_kwargs)
+    network.add_module('warehouse_manager', manager)
     try:
         return apply_layout(network, layout, attention_init=attention_init)
     except Exception:

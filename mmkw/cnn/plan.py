@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 __all__ = [
     'ZERO_CELL', 'LayerSpec', 'WarehouseSpec', 'LayerPlan', 'WarehousePlan',
     'NetworkPlan', 'build_plan', 'default_cell_ratio', 'format_budget',
-    'MAX_WAREHOUSE_PARAMS'
+    'MAX_WAREHOUSE_PARAMS', 'check_positive'
 ]
 
 #: Marker of the zero cell in a ``beta`` list (it is never stored).
@@ -35,7 +35,7 @@ ZERO_CELL = 'z'
 MAX_WAREHOUSE_PARAMS = 2_000_000_000
 
 
-def _check_positive(name: str, value) -> None:
+def check_positive(name: str, value) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) \
             or not math.isfinite(value) or value <= 0:
         raise ValueError(f'{name} must be a positive number, got {value!r}')
@@ -116,7 +116,7 @@ class WarehouseSpec:
     cell_ratio: Optional[Union[float, Tuple[float, float]]] = None
 
     def __post_init__(self):
-        _check_positive(f'budget of warehouse {self.name!r}', self.budget)
+        check_positive(f'budget of warehouse {self.name!r}', self.budget)
         if self.cell_ratio is not None:
             ratios = self.cell_ratio if isinstance(
                 self.cell_ratio, (tuple, list)) else (self.cell_ratio, )
@@ -125,8 +125,7 @@ class WarehouseSpec:
                     f'cell_ratio of warehouse {self.name!r} must be a number '
                     f'or (out_ratio, in_ratio), got {self.cell_ratio!r}')
             for ratio in ratios:
-                _check_positive(f'cell_ratio of warehouse {self.name!r}',
-                                ratio)
+                check_positive(f'cell_ratio of warehouse {self.name!r}', ratio)
                 if ratio > 1:
                     raise ValueError(
                         f'cell_ratio of warehouse {self.name!r} must be in '

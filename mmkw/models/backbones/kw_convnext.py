@@ -1,85 +1,16 @@
 """ConvNeXt with KernelWarehouse convolutions."""
-import numbers
-from typing import Dict, List, Mapping, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch.nn as nn
 from mmpretrain.models.backbones.convnext import ConvNeXt
 
-from mmkw.cnn import KWLayout, WarehouseManager
+from mmkw.cnn import KWLayout
 from mmkw.registry import register_model
+from ..kw_args import Budget, CellRatio, build_warehouse_manager
 from .base import KWBackboneMixin
-from .utils import attention_norm_layer, check_frozen_stages, check_out_indices
+from .utils import check_frozen_stages, check_out_indices
 
-__all__ = ['KWConvNeXt', 'parse_convnext_budget']
-
-#: Keys of a per-warehouse ``budget`` dict of :class:`KWConvNeXt`.
-BUDGET_KEYS = ('default', 'stem', 'downsample', 'depthwise', 'pointwise')
-
-
-def _check_budget_value(key: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not value > 0:
-        raise ValueError(f'budget[{key!r}] must be a positive number, got '
-                         f'{value!r}')
-    return float(value)
-
-
-def parse_convnext_budget(budget: Union[float, Mapping],
-                          num_stages: int) -> Dict[str, float]:
-    """Resolve the ``budget`` argument of :class:`KWConvNeXt`.
-
-    Args:
-        budget (float | dict): One budget for every warehouse, or a dict
-            with the optional keys ``default`` (every warehouse not named
-            otherwise, 1 if absent), ``stem``, ``downsample`` (a number or
-            one per downsample layer, ``num_stages - 1`` values),
-            ``depthwise`` and ``pointwise`` (a number or one per stage,
-            ``num_stages`` values).
-        num_stages (int): Stages of the network.
-
-    Returns:
-        dict[str, float]: Budget of every warehouse, in declaration order
-        (``stem``, ``downsample1`` ..., then ``stage{i}_depthwise`` and
-        ``stage{i}_pointwise`` per stage).
-
-    Example:
-        >>> from mmkw.models.backbones.kw_convnext import (
-        ...     parse_convnext_budget)
-        >>> b = parse_convnext_budget(
-        ...     dict(default=1, pointwise=(1, 1, 0.5, 0.5)), 4)
-        >>> b['stage1_pointwise'], b['stage2_pointwise']
-        (1.0, 0.5)
-    """
-    if isinstance(budget, Mapping):
-        unknown = sorted(set(budget) - set(BUDGET_KEYS))
-        if unknown:
-            raise ValueError(f'budget has unknown keys {unknown}; allowed: '
-                             f'{list(BUDGET_KEYS)}')
-        spec = dict(budget)
-    else:
-        spec = dict(default=budget)
-    default = _check_budget_value('default', spec.get('default', 1.0))
-
-    def per_group(key: str, count: int):
-        value = spec.get(key, default)
-        if isinstance(value, (list, tuple)):
-            if len(value) != count:
-                unit = 'downsample layer' if key == 'downsample' else 'stage'
-                raise ValueError(
-                    f'budget[{key!r}] must be a number or {count} numbers '
-                    f'(one per {unit}), got {value!r}')
-            return [_check_budget_value(key, v) for v in value]
-        return [_check_budget_value(key, value)] * count
-
-    result = {'stem': per_group('stem', 1)[0]}
-    for i, value in enumerate(per_group('downsample', num_stages - 1)):
-        result[f'downsample{i + 1}'] = value
-    depthwise = per_group('depthwise', num_stages)
-    pointwise = per_group('pointwise', num_stages)
-    for i in range(num_stages):
-        result[f'stage{i}_depthwise'] = depthwise[i]
-        result[f'stage{i}_pointwise'] = pointwise[i]
-    return result
+__all__ = ['KWConvNeXt']
 
 
 def _check_arch(arch, arch_settings: Mapping) -> Dict[str, list]:
@@ -132,71 +63,50 @@ def _check_groups(groups, depths) -> tuple:
 class KWConvNeXt(KWBackboneMixin, ConvNeXt):
     """ConvNeXt whose convolutions draw their kernels from KernelWarehouses.
 
-    The official KernelWarehouse layout (Li & Yao, ICML 2024): the stem
-    conv, the downsample convs, and the depthwise and both pointwise convs
-    of every block are KW convs with a bias; the classifier stays plain.
-    Warehouses, in the official index order: the stem, each downsample
-    conv, then per stage one for the depthwise convs and one shared by
-    ``pointwise_conv1`` and ``pointwise_conv2``. The attention of every KW
-    conv uses a LayerNorm (``eps=1e-5``) and its ``fc1`` has a bias.
-
-    As in the official code the pointwise convs are 1x1 convs on
-    channels-first tensors (MMPretrain's ``linear_pw_conv=False`` path) and
-    the layer scale ``gamma`` has shape ``[1, C, 1, 1]``, so (like the
-    official training) it is not a "flat" parameter for weight-decay
-    settings. Everything else -- module names, ``arch``, ``out_indices``
-    with a norm per output stage, ``gap_before_final_norm``,
-    ``frozen_stages`` (which also freezes the frozen stages' warehouses),
-    ``with_cp`` -- is MMPretrain's ``ConvNeXt``.
-
-    ASCII view of stage ``i`` (``D_i``/``P_i`` = its depthwise/pointwise
-    warehouses, ``S_i`` = the stem (i = 0) or downsample conv's own)::
-
-        x ─> [LN ─> conv 2x2 S_i] ─> block ─> ... ─> block ─> (norm_i) ─>
-        block: x ─> dw 7x7 [D_i] ─> LN ─> pw1 1x1 [P_i] ─> GELU
-                  ─> pw2 1x1 [P_i] ─> * gamma ─> + x
+    The official layout of KernelWarehouse (Li & Yao, ICML 2024): the stem
+    conv, the downsample convs and the depthwise and both pointwise convs
+    of every block are KW convs with a bias, drawing from warehouses
+    ``stem``, ``downsample1`` ... and, per stage, ``stage{i}_depthwise``
+    and ``stage{i}_pointwise``; the attentions use a LayerNorm. As in the
+    official code the pointwise convs are 1x1 convs (``linear_pw_conv=False``)
+    and the layer scale has shape ``[1, C, 1, 1]``. Module names and the
+    other arguments are MMPretrain's ``ConvNeXt``'s; ``frozen_stages`` also
+    freezes the frozen stages' warehouses. The KW arguments are those of
+    every mmkw model; docs/design.md describes the layouts.
 
     Args:
         arch (str | dict): ``ConvNeXt.arch_settings`` name or a dict with
             ``depths`` and ``channels``. Defaults to 'tiny'.
-        budget (float | dict): Parameter budget ``b``. A number applies to
-            every warehouse; a dict gives ``default`` and per-group budgets
-            ``stem``, ``downsample``, ``depthwise``, ``pointwise`` (each a
-            number or one value per stage, see
-            :func:`parse_convnext_budget`). The paper's ``b = 3/4`` model is
-            ``dict(default=1, pointwise=(1, 1, 0.5, 0.5))``. Warehouses with
-            ``b < 1`` use half-gcd cells. Defaults to 1.
-        attention_init (bool): Use the attention initialisation (temperature
-            1 and the initial assignment), for training from scratch with a
-            temperature schedule. ``False`` pins the temperature to 0, for
-            fine-tuning a pretrained KW model. Defaults to True.
-        reduction (float): Attention hidden ratio. Defaults to 0.0625.
-        out_indices (Sequence[int] | int): Output from which stages.
-            Defaults to -1 (the last one).
-        frozen_stages (int): Freeze the stem/downsample layers, blocks and
-            warehouses of the first ``frozen_stages`` stages; 0 or -1 freeze
-            nothing. Defaults to 0.
-        norm_eval (bool): Keep every norm layer in eval mode during
-            training. ConvNeXt has only LayerNorms, whose output does not
-            depend on the mode; the flag is kept for configs shared with the
-            other KW backbones. Defaults to False.
+        budget (float | dict): Parameter budget ``b`` of every warehouse, or
+            a dict by warehouse, pattern or group (``stem``,
+            ``downsample``, ``depthwise``, ``pointwise``: a number or one
+            per stage); the paper's 3/4x is
+            ``dict(default=1, pointwise=(1, 1, 0.5, 0.5))``. Defaults to 1.
+        reduction (float, optional): Attention hidden ratio; None: 1/16.
+        cell_ratio (float | tuple[float, float], optional): Cell channels
+            as a fraction of the channel gcd of the warehouses at the
+            default budget; None: 1 for ``b >= 1``, 0.5 below.
+        attention_type (str): ``'kw'`` or ``'kw_star'`` (KW*).
+            Defaults to ``'kw'``.
+        nonlocal_basis_ratio (float): Below 1, the attention's non-local
+            basis mapping. Defaults to 1.
         attention_norm_cfg (dict, optional): Norm of the attentions' hidden
-            layer; None picks the official ``LN`` (or ``SyncBN`` when
-            ``norm_cfg`` is SyncBN). Defaults to None.
-        warehouse_groups (str | Sequence[int]): ``'official'`` (the
-            released code: one depthwise and one pointwise warehouse per
-            stage), ``'paper'`` (the paper's appendix: the third stage's
-            blocks in three groups with warehouses of their own) or the
-            number of consecutive block groups per stage. Groups of a split
-            stage are named ``stage{i}g{k}_depthwise``/``_pointwise``.
-            Defaults to ``'official'``.
-        linear_pw_conv (bool): Must be False: the pointwise convs are KW 1x1
-            convs (MMPretrain's ``linear_pw_conv=False`` path), as in the
-            official code. Defaults to False.
-        **kwargs: Other arguments of MMPretrain's ``ConvNeXt``
-            (``in_channels``, ``stem_patch_size``, ``norm_cfg``,
-            ``act_cfg``, ``drop_path_rate``, ``layer_scale_init_value``,
-            ``gap_before_final_norm``, ``with_cp``, ``init_cfg``).
+            layer; None: the official ``LN`` (``SyncBN`` for a SyncBN
+            ``norm_cfg``).
+        attention_init (bool): Start at temperature 1 (training from
+            scratch); False pins it to 0 (fine-tuning). Defaults to True.
+        out_indices (Sequence[int] | int): Output from which stages.
+            Defaults to -1.
+        frozen_stages (int): Stages to freeze; 0 or -1 freeze nothing.
+            Defaults to 0.
+        norm_eval (bool): Keep every norm in eval mode while training.
+            Defaults to False.
+        warehouse_groups (str | Sequence[int]): ``'official'`` (one
+            depthwise and one pointwise warehouse per stage), ``'paper'``
+            (the third stage in three groups) or the block groups per
+            stage. Defaults to ``'official'``.
+        linear_pw_conv (bool): Must be False. Defaults to False.
+        **kwargs: Other arguments of MMPretrain's ``ConvNeXt``.
 
     Example:
         >>> import torch
@@ -215,13 +125,16 @@ class KWConvNeXt(KWBackboneMixin, ConvNeXt):
 
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',
-                 budget: Union[float, dict] = 1.0,
+                 budget: Budget = 1.0,
+                 reduction: Optional[float] = None,
+                 cell_ratio: CellRatio = None,
+                 attention_type: str = 'kw',
+                 nonlocal_basis_ratio: float = 1.0,
+                 attention_norm_cfg: Optional[dict] = None,
                  attention_init: bool = True,
-                 reduction: float = 0.0625,
                  out_indices: Union[int, Sequence[int]] = -1,
                  frozen_stages: int = 0,
                  norm_eval: bool = False,
-                 attention_norm_cfg: Optional[dict] = None,
                  warehouse_groups: Union[str, Sequence[int]] = 'official',
                  linear_pw_conv: bool = False,
                  **kwargs):
@@ -237,15 +150,16 @@ class KWConvNeXt(KWBackboneMixin, ConvNeXt):
         num_stages = len(arch['depths'])
         out_indices = check_out_indices(out_indices, num_stages)
         check_frozen_stages(frozen_stages, num_stages)
-        budgets = parse_convnext_budget(budget, num_stages)
         warehouse_groups = _check_groups(warehouse_groups, arch['depths'])
-        warehouse_manager = WarehouseManager(
-            budget=budgets['stem'],
-            reduction=reduction,
-            norm_layer=attention_norm_layer(
-                attention_norm_cfg,
-                kwargs.get('norm_cfg'),
-                default=dict(type='LN')))
+        manager = build_warehouse_manager(
+            budget,
+            reduction,
+            cell_ratio,
+            attention_type,
+            nonlocal_basis_ratio,
+            attention_norm_cfg,
+            norm_cfg=kwargs.get('norm_cfg'),
+            official_norm=dict(type='LN'))
         super().__init__(
             arch=arch,
             out_indices=list(out_indices),
@@ -253,10 +167,7 @@ class KWConvNeXt(KWBackboneMixin, ConvNeXt):
             linear_pw_conv=False,
             **kwargs)
         self.out_indices = out_indices
-        self.budget = budget
-        self.budgets = budgets
         self.warehouse_groups = warehouse_groups
-        self.attention_init = attention_init
         self.norm_eval = norm_eval
         for stage in self.stages:
             for block in stage:
@@ -264,7 +175,7 @@ class KWConvNeXt(KWBackboneMixin, ConvNeXt):
                     # The official [1, C, 1, 1] layer scale.
                     block.gamma = nn.Parameter(block.gamma.detach().reshape(
                         1, -1, 1, 1).clone())
-        self.convert_to_kw(warehouse_manager, attention_init)
+        self.convert_to_kw(manager, budget, attention_init)
 
     def _group_of(self, stage: int, block: int) -> str:
         """``stage{i}`` or, for a stage split into warehouse groups,
@@ -275,21 +186,24 @@ class KWConvNeXt(KWBackboneMixin, ConvNeXt):
         depth = len(self.stages[stage])
         return f'stage{stage}g{block * groups // depth}'
 
+    def _stage_groups(self, stage: int) -> List[str]:
+        """``stage{i}``, or the warehouse groups of a split stage."""
+        depth = len(self.stages[stage])
+        return list(
+            dict.fromkeys(self._group_of(stage, j) for j in range(depth)))
+
     def kw_layout(self) -> KWLayout:
         layout = KWLayout()
         # Declaration order is the official warehouse index order: the stem
         # and downsample layers, then per stage (or warehouse group) its
         # depthwise and pointwise warehouses.
-        for name, value in self.budgets.items():
-            if not name.startswith('stage'):
-                layout.warehouse(name, value)
-        for i, stage in enumerate(self.stages):
-            groups = dict.fromkeys(
-                self._group_of(i, j) for j in range(len(stage)))
-            for group in groups:
+        layout.warehouse('stem')
+        for i in range(1, len(self.stages)):
+            layout.warehouse(f'downsample{i}')
+        for i in range(len(self.stages)):
+            for group in self._stage_groups(i):
                 for kind in ('depthwise', 'pointwise'):
-                    layout.warehouse(f'{group}_{kind}',
-                                     self.budgets[f'stage{i}_{kind}'])
+                    layout.warehouse(f'{group}_{kind}')
         layout.assign('downsample_layers.0.0', 'stem')
         for i in range(1, len(self.stages)):
             layout.assign(f'downsample_layers.{i}.1', f'downsample{i}')
@@ -300,6 +214,21 @@ class KWConvNeXt(KWBackboneMixin, ConvNeXt):
                 for pointwise in ('pointwise_conv1', 'pointwise_conv2'):
                     layout.assign(block + pointwise, f'{group}_pointwise')
         return layout
+
+    def kw_budget_groups(self) -> Dict[str, Tuple[str, List[List[str]]]]:
+        """``stem``, ``downsample`` (one member per downsample layer),
+        ``depthwise`` and ``pointwise`` (one member per stage)."""
+        num_stages = len(self.stages)
+        groups = {
+            'stem': ('stem', [['stem']]),
+            'downsample': ('downsample layer', [[f'downsample{i}']
+                                                for i in range(1, num_stages)])
+        }
+        for kind in ('depthwise', 'pointwise'):
+            groups[kind] = ('stage', [[
+                f'{group}_{kind}' for group in self._stage_groups(i)
+            ] for i in range(num_stages)])
+        return groups
 
     def frozen_modules(self) -> List[nn.Module]:
         return [

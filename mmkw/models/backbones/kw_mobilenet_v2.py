@@ -1,14 +1,15 @@
 """MobileNetV2 with KernelWarehouse convolutions."""
-import math
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence
 
 import torch.nn as nn
 from mmpretrain.models.backbones.mobilenet_v2 import MobileNetV2
 
-from mmkw.cnn import KWLayout, WarehouseManager
+from mmkw.cnn import KWLayout, check_positive
+from mmkw.cnn.convert import default_budget
 from mmkw.registry import register_model
+from ..kw_args import Budget, CellRatio, build_warehouse_manager
 from .base import KWBackboneMixin
-from .utils import attention_norm_layer, check_frozen_stages, check_out_indices
+from .utils import check_frozen_stages, check_out_indices
 
 __all__ = ['KWMobileNetV2']
 
@@ -17,79 +18,44 @@ __all__ = ['KWMobileNetV2']
 class KWMobileNetV2(KWBackboneMixin, MobileNetV2):
     """MobileNetV2 whose convolutions draw their kernels from KernelWarehouses.
 
-    The official KernelWarehouse layouts (Li & Yao, ICML 2024). The seven
-    inverted-residual settings (``layer1`` ... ``layer7``) form the warehouse
-    stages ``[1, 2, 3, 4, 5, 6, 6]``; the stem ``conv1`` has a warehouse of
-    its own and the last 1x1 conv ``conv2`` (to 1280 channels) joins stage 6.
-    The first block of a new stage draws from the previous stage's
-    warehouses (``layer2.0`` from stage 1, ..., ``layer6.0`` from stage 5;
-    ``layer7.0`` stays in stage 6).
-
-    - ``budget >= 1`` (the official 1x and 4x models): every conv is KW. The
-      depthwise convs of a stage share one warehouse; its 1x1 expansion and
-      projection convs share a second one (``separate_pointwise=False``,
-      official for b = 1) or have one each (official for b = 4).
-    - ``budget < 1`` (the hand-tuned official 1/2x model): the stem and the
-      depthwise convs are KW with b = 1 (cells of the whole channel gcd); the
-      1x1 convs of stages 1-5 are plain ``nn.Conv2d``; in stage 6 the
-      expansion convs share one warehouse and the projection convs plus
-      ``conv2`` another, both with budget ``budget`` and half-gcd cells. The
-      official model also has a KW classifier, see
-      :class:`~mmkw.models.KWLinearClsHead`, and ``reduction`` 1/32.
-
-    Warehouses are declared in the order of their first use in the network,
-    which is the official warehouse index order: the official checkpoint's
-    ``warehouse_manager.weights.K`` is the ``K``-th warehouse of
-    ``self.plan``.
-
-    Module names, ``out_indices`` (0-6: ``layer1``-``layer7``, 7: ``conv2``,
-    for FPN use), ``frozen_stages``, ``norm_eval``, ``with_cp`` and
-    ``init_cfg`` are those of MMPretrain's ``MobileNetV2``. ``frozen_stages``
-    also freezes every warehouse that a frozen module draws from (and puts
-    the stem's norm in eval mode), so a frozen stage's output does not
-    change. Stage ``k``'s warehouses are shared with
-    the first block of the next setting (``layer{k+1}.0``): with
-    ``frozen_stages=k`` that block mixes its kernels from frozen cells, while
-    its attention and norms keep training.
-
-    ASCII view of an inverted residual block of stage ``s`` (``D_s``:
-    depthwise warehouse, ``P_s``: pointwise warehouse(s) of stage ``s``)::
-
-        x ─> 1x1 expand [P_s] ─> 3x3 dw [D_s] ─> 1x1 project [P_s] ─> (+ x)
+    The official layouts of KernelWarehouse (Li & Yao, ICML 2024): the
+    stem has a warehouse of its own; ``layer1`` ... ``layer7`` form the
+    warehouse stages ``[1, 2, 3, 4, 5, 6, 6]`` (``conv2`` joins stage 6),
+    each with one warehouse for its depthwise convs and one or two for its
+    1x1 convs, and the first block of a stage draws from the previous
+    stage's. Below ``b = 1`` the hand-tuned official 1/2x layout applies
+    (stem and depthwise warehouses at ``b = 1``, the 1x1 convs of stages
+    1-5 plain). Module names and the other arguments are MMPretrain's
+    ``MobileNetV2``'s; ``frozen_stages`` also freezes the warehouses the
+    frozen modules draw from. The KW arguments are those of every mmkw
+    model; docs/design.md describes the layouts.
 
     Args:
-        widen_factor (float): Width multiplier (0.5 and 1.0 are the official
-            models). Defaults to 1.0.
-        budget (float): Parameter budget ``b`` (1/2, 1 and 4 are official;
-            1/4 and 2 are supported too). Defaults to 1.
-        attention_init (bool): Use the attention initialisation (temperature
-            1 and the initial assignment), for training from scratch with a
-            temperature schedule. ``False`` pins the temperature to 0, for
-            fine-tuning a pretrained KW model. Defaults to True.
-        reduction (float, optional): Attention hidden ratio; ``None`` picks
-            the official value, 1/16 for ``b >= 1`` and 1/32 below.
-            Defaults to None.
-        cell_ratio (float | tuple[float, float], optional): Cell channels as
-            a fraction of the channel gcd for the warehouses of budget
-            ``budget``; ``None`` picks 1 for ``b >= 1`` and 0.5 below.
-            Defaults to None.
-        separate_pointwise (bool, optional): Give the expansion and the
-            projection 1x1 convs of a stage a warehouse each. ``None`` picks
-            the official choice: shared for ``b = 1``, separate otherwise.
-            Defaults to None.
-        out_indices (Sequence[int]): Outputs to return, from 0 (``layer1``)
-            to 7 (``conv2``); negative values count from the end.
-            Defaults to ``(7, )``.
-        frozen_stages (int): Freeze the stem and ``layer1`` ... ``layerN``
-            (and their warehouses); -1 freezes nothing, 0 the stem only.
-            Defaults to -1.
+        widen_factor (float): Width multiplier (0.5 and 1.0 are official).
+            Defaults to 1.0.
+        budget (float | dict): Parameter budget ``b`` (1/2, 1 and 4 are
+            official), or a dict by warehouse name or pattern whose
+            ``'default'`` picks the layout. Defaults to 1.
+        reduction (float, optional): Attention hidden ratio; None: the
+            official 1/16 for ``b >= 1``, 1/32 below.
+        cell_ratio (float | tuple[float, float], optional): Cell channels
+            as a fraction of the channel gcd of the warehouses at budget
+            ``b``; None: 1 for ``b >= 1``, 0.5 below.
+        attention_type (str): ``'kw'`` or ``'kw_star'`` (KW*, paper Table
+            17). Defaults to ``'kw'``.
+        nonlocal_basis_ratio (float): Below 1, the attention's non-local
+            basis mapping. Defaults to 1.
         attention_norm_cfg (dict, optional): Norm of the attentions' hidden
-            layer; None picks the official ``BN1d``, or ``SyncBN`` when
-            ``norm_cfg`` is SyncBN. Defaults to None.
-        attention_type (str): ``'kw'``, or ``'kw_star'`` for KW* (the
-            paper's Table 17: ODConv's input-channel, output-channel and
-            spatial attentions on top, see
-            :class:`~mmkw.cnn.KWStarAttention`). Defaults to ``'kw'``.
+            layer; None: ``BN1d`` (or follows a SyncBN/GN/LN ``norm_cfg``).
+        attention_init (bool): Start at temperature 1 (training from
+            scratch); False pins it to 0 (fine-tuning). Defaults to True.
+        separate_pointwise (bool, optional): A warehouse each for the
+            expansion and projection 1x1 convs of a stage; None: the
+            official choice, shared for ``b = 1`` only. Defaults to None.
+        out_indices (Sequence[int]): Outputs, 0-6 (``layer1``-``layer7``)
+            and 7 (``conv2``). Defaults to ``(7, )``.
+        frozen_stages (int): Freeze the stem and ``layer1`` ...
+            ``layerN``; -1 freezes nothing. Defaults to -1.
         **kwargs: ``norm_cfg``, ``act_cfg``, ``norm_eval``, ``with_cp`` and
             ``init_cfg`` of MMPretrain's ``MobileNetV2``.
 
@@ -116,53 +82,47 @@ class KWMobileNetV2(KWBackboneMixin, MobileNetV2):
 
     def __init__(self,
                  widen_factor: float = 1.0,
-                 budget: float = 1.0,
-                 attention_init: bool = True,
+                 budget: Budget = 1.0,
                  reduction: Optional[float] = None,
-                 cell_ratio: Optional[Union[float, Tuple[float,
-                                                         float]]] = None,
+                 cell_ratio: CellRatio = None,
+                 attention_type: str = 'kw',
+                 nonlocal_basis_ratio: float = 1.0,
+                 attention_norm_cfg: Optional[dict] = None,
+                 attention_init: bool = True,
                  separate_pointwise: Optional[bool] = None,
                  out_indices: Sequence[int] = (7, ),
                  frozen_stages: int = -1,
-                 attention_norm_cfg: Optional[dict] = None,
-                 attention_type: str = 'kw',
                  **kwargs):
-        for name, value in (('widen_factor', widen_factor), ('budget',
-                                                             budget)):
-            if not isinstance(value, (int, float)) or isinstance(
-                    value, bool) or not math.isfinite(value) or value <= 0:
-                raise ValueError(
-                    f'{name} must be a positive number, got {value!r}')
+        check_positive('widen_factor', widen_factor)
         if 'conv_cfg' in kwargs:
             raise ValueError('KWMobileNetV2 builds its own KW convs; '
                              f'conv_cfg is not accepted, got '
                              f'{kwargs["conv_cfg"]!r}')
         out_indices = check_out_indices(out_indices, len(self.layer_names))
         check_frozen_stages(frozen_stages, len(self.arch_settings))
-        if reduction is None:
-            reduction = 0.0625 if budget >= 1 else 0.03125
+        default = default_budget(budget)
         if separate_pointwise is None:
-            separate_pointwise = budget != 1
-        warehouse_manager = WarehouseManager(
-            budget=budget,
-            cell_ratio=cell_ratio,
-            reduction=reduction,
-            norm_layer=attention_norm_layer(attention_norm_cfg,
-                                            kwargs.get('norm_cfg')),
-            attention_type=attention_type)
+            separate_pointwise = default != 1
+        manager = build_warehouse_manager(
+            budget,
+            reduction,
+            cell_ratio,
+            attention_type,
+            nonlocal_basis_ratio,
+            attention_norm_cfg,
+            norm_cfg=kwargs.get('norm_cfg'),
+            official_reduction=0.0625 if default >= 1 else 0.03125)
         super().__init__(
             widen_factor=widen_factor,
             out_indices=out_indices,
             frozen_stages=frozen_stages,
             **kwargs)
-        self.budget = budget
-        self.attention_init = attention_init
         self.separate_pointwise = separate_pointwise
-        self.convert_to_kw(warehouse_manager, attention_init)
+        self.convert_to_kw(manager, budget, attention_init)
 
     def kw_layout(self) -> KWLayout:
         layout = KWLayout()
-        tuned = self.budget < 1
+        tuned = self.warehouse_manager.budget < 1
         # The tuned (b < 1) layout keeps the stem and depthwise convs at b=1.
         dense_budget = 1.0 if tuned else None
         last_stage = self.kw_stages[-1]

@@ -4,10 +4,11 @@ from typing import List, Optional, Sequence
 import torch.nn as nn
 from mmpretrain.models.backbones.resnet import Bottleneck, ResNet
 
-from mmkw.cnn import KWLayout, WarehouseManager
+from mmkw.cnn import KWLayout
 from mmkw.registry import register_model
+from ..kw_args import Budget, CellRatio, build_warehouse_manager
 from .base import KWBackboneMixin
-from .utils import attention_norm_layer, check_frozen_stages, check_out_indices
+from .utils import check_frozen_stages, check_out_indices
 
 __all__ = ['KWResNet']
 
@@ -16,40 +17,37 @@ __all__ = ['KWResNet']
 class KWResNet(KWBackboneMixin, ResNet):
     """ResNet whose convolutions draw their kernels from KernelWarehouses.
 
-    The official KernelWarehouse layout (Li & Yao, ICML 2024): one
-    warehouse per stage; the stem conv stays plain; in the first block of
-    stage ``s`` the first conv and the (strided) downsample conv draw from
-    stage ``s - 1``'s warehouse; stride-1 downsample convs and the first 1x1
-    conv of a Bottleneck network stay plain. Module names, ``out_indices``,
-    ``frozen_stages`` (which also freezes the frozen stages' warehouses),
-    ``norm_eval`` and ``with_cp`` are those of MMPretrain's ``ResNet``, so
-    every non-KW checkpoint key and the FPN contract are unchanged.
-
-    ASCII view of stage ``s`` (``W_s`` = warehouse of stage ``s``)::
-
-        x ──> conv1 [W_{s-1}] ─> conv2 [W_s] (─> conv3 [W_s]) ─> + ─> ...
-         └──> downsample conv [W_{s-1}] ─────────────────────────┘
+    The official layout of KernelWarehouse (Li & Yao, ICML 2024): one
+    warehouse per stage (``stage0`` ...), the first conv and the strided
+    downsample conv of a stage's first block drawing from the previous
+    stage's; the stem conv stays plain. Module names, state-dict keys and
+    the other arguments are MMPretrain's ``ResNet``'s; ``frozen_stages``
+    also freezes the frozen stages' warehouses. The KW arguments are those
+    of every mmkw model (docs/design.md).
 
     Args:
         depth (int): Network depth, from {18, 34, 50, 101, 152}.
-        budget (float): Parameter budget ``b`` of every warehouse (1/4, 1/2,
-            1, 2, 4 in the paper). Defaults to 1.
-        attention_init (bool): Use the attention initialisation (temperature
-            1 and the initial assignment), for training from scratch with a
-            temperature schedule. ``False`` pins the temperature to 0, for
-            fine-tuning a pretrained KW model. Defaults to True.
-        reduction (float): Attention hidden ratio. Defaults to 0.0625.
-        cell_ratio (float, optional): Cell channels as a fraction of the
-            channel gcd; ``None`` picks 1 for ``b >= 1`` and 0.5 below.
-            Defaults to None.
-        nonlocal_basis_ratio (float): Below 1 enables the attention's
-            non-local basis mapping (the official ResNet50 ``b = 1/2`` model
-            uses 0.0625). Defaults to 1.
-        zero_init_residual (bool): Zero-init the last norm of each block.
-            The official models do not. Defaults to False.
+        budget (float | dict): Parameter budget ``b`` of every warehouse, or
+            a dict by warehouse name or pattern. Defaults to 1.
+        reduction (float, optional): Attention hidden ratio; None: 1/16.
+        cell_ratio (float | tuple[float, float], optional): Cell channels
+            as a fraction of the channel gcd; None: 1 for ``b >= 1``, 0.5
+            below.
+        attention_type (str): ``'kw'`` or ``'kw_star'`` (KW*).
+            Defaults to ``'kw'``.
+        nonlocal_basis_ratio (float): Below 1, the attention's non-local
+            basis mapping (0.0625 in the official ResNet50 1/2x). Defaults
+            to 1.
         attention_norm_cfg (dict, optional): Norm of the attentions' hidden
-            layer; None picks the official ``BN1d``, or ``SyncBN`` when
-            ``norm_cfg`` is SyncBN. Defaults to None.
+            layer; None: ``BN1d`` (or follows a SyncBN/GN/LN ``norm_cfg``).
+        attention_init (bool): Start at temperature 1 (training from
+            scratch); False pins it to 0 (fine-tuning). Defaults to True.
+        zero_init_residual (bool): Zero-init the last norm of each block.
+            Defaults to False.
+        num_stages (int): Stages, 1 to 4. Defaults to 4.
+        out_indices (Sequence[int]): Output from which stages.
+            Defaults to ``(3, )``.
+        frozen_stages (int): Stages to freeze, -1 for none. Defaults to -1.
         **kwargs: Other arguments of MMPretrain's ``ResNet``.
 
     Example:
@@ -68,16 +66,17 @@ class KWResNet(KWBackboneMixin, ResNet):
 
     def __init__(self,
                  depth: int,
-                 budget: float = 1.0,
-                 attention_init: bool = True,
-                 reduction: float = 0.0625,
-                 cell_ratio: Optional[float] = None,
+                 budget: Budget = 1.0,
+                 reduction: Optional[float] = None,
+                 cell_ratio: CellRatio = None,
+                 attention_type: str = 'kw',
                  nonlocal_basis_ratio: float = 1.0,
+                 attention_norm_cfg: Optional[dict] = None,
+                 attention_init: bool = True,
                  zero_init_residual: bool = False,
                  num_stages: int = 4,
                  out_indices: Sequence[int] = (3, ),
                  frozen_stages: int = -1,
-                 attention_norm_cfg: Optional[dict] = None,
                  **kwargs):
         if depth not in self.arch_settings:
             raise ValueError(f'depth must be one of '
@@ -94,13 +93,14 @@ class KWResNet(KWBackboneMixin, ResNet):
                                  f'({num_stages}), got {kwargs[key]!r}')
         out_indices = check_out_indices(out_indices, num_stages)
         check_frozen_stages(frozen_stages, num_stages)
-        warehouse_manager = WarehouseManager(
-            budget=budget,
-            cell_ratio=cell_ratio,
-            reduction=reduction,
-            nonlocal_basis_ratio=nonlocal_basis_ratio,
-            norm_layer=attention_norm_layer(attention_norm_cfg,
-                                            kwargs.get('norm_cfg')))
+        manager = build_warehouse_manager(
+            budget,
+            reduction,
+            cell_ratio,
+            attention_type,
+            nonlocal_basis_ratio,
+            attention_norm_cfg,
+            norm_cfg=kwargs.get('norm_cfg'))
         super().__init__(
             depth,
             num_stages=num_stages,
@@ -108,9 +108,7 @@ class KWResNet(KWBackboneMixin, ResNet):
             frozen_stages=frozen_stages,
             zero_init_residual=zero_init_residual,
             **kwargs)
-        self.budget = budget
-        self.attention_init = attention_init
-        self.convert_to_kw(warehouse_manager, attention_init)
+        self.convert_to_kw(manager, budget, attention_init)
 
     def kw_layout(self) -> KWLayout:
         layout = KWLayout()

@@ -1,53 +1,51 @@
 """Linear classification head whose fc draws from a KernelWarehouse."""
-from typing import Optional, Tuple, Union
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
 from mmpretrain.models.heads import LinearClsHead
 
-from mmkw.cnn import (KWLayout, WarehouseManager, apply_layout,
-                      reset_kw_attentions)
+from mmkw.cnn import KWLayout
 from mmkw.registry import register_model
-from ..backbones.base import has_pretrained_init
-from ..backbones.utils import attention_norm_layer
+from ..backbones.base import KWModelMixin
+from ..kw_args import Budget, CellRatio, build_warehouse_manager
 
 __all__ = ['KWLinearClsHead']
 
 
 @register_model
-class KWLinearClsHead(LinearClsHead):
+class KWLinearClsHead(KWModelMixin, LinearClsHead):
     """MMPretrain's ``LinearClsHead`` with a KernelWarehouse ``fc``.
 
-    ``fc`` is a :class:`~mmkw.cnn.KWLinear` with a bias, drawing from a
-    warehouse of its own (named ``fc``) held by the head's own
-    :class:`~mmkw.cnn.WarehouseManager`, as in the official KernelWarehouse
-    MobileNetV2 b = 1/2 models (Li & Yao, ICML 2024): budget 1/2, cells of
-    ``[num_classes, in_channels / 40, 1]`` (``cell_ratio=(1, 0.025)``, i.e.
-    ``[1000, 32, 1]`` for 1280 input channels) and attention reduction 1/32.
-    Its attention temperature follows :func:`mmkw.set_temperature` (and the
-    temperature hook) like the backbone's layers; in a converted official
-    checkpoint the head's warehouse comes after the backbone's.
+    ``fc`` is a :class:`~mmkw.cnn.KWLinear` with a bias drawing from a
+    warehouse of its own (``fc``), as in the official KernelWarehouse
+    MobileNetV2 1/2x models (Li & Yao, ICML 2024), whose classifier the
+    defaults are: budget 1/2, cells of ``[num_classes, in_channels / 40,
+    1]`` and reduction 1/32. Its temperature follows
+    :func:`mmkw.set_temperature` and the temperature hook like a backbone's
+    layers. The KW arguments are those of every mmkw model
+    (docs/design.md).
 
     Args:
         num_classes (int): Number of categories.
         in_channels (int): Input feature channels.
-        budget (float): Parameter budget of the fc warehouse.
+        budget (float | dict): Parameter budget of the fc warehouse.
             Defaults to 0.5.
+        reduction (float, optional): Attention hidden ratio; None: 1/32.
         cell_ratio (float | tuple[float, float], optional): Cell size as a
-            fraction of the output / input features, one value or
-            ``(out_ratio, in_ratio)``; ``None`` picks 1 for ``b >= 1`` and
-            0.5 below. Defaults to ``(1, 0.025)``.
-        reduction (float): Attention hidden ratio. Defaults to 0.03125.
-        attention_init (bool): Start at temperature 1 with the initial
-            assignment (training from scratch); ``False`` pins it to 0
-            (fine-tuning). Defaults to True.
-        dropout (float): Dropout before ``fc`` (0.1 in the official b = 1/2
-            models). Defaults to 0.
+            fraction of the output / input features; None: 1 for
+            ``b >= 1``, 0.5 below. Defaults to ``(1, 0.025)``.
+        attention_type (str): ``'kw'`` or ``'kw_star'`` (KW*).
+            Defaults to ``'kw'``.
+        nonlocal_basis_ratio (float): Below 1, the attention's non-local
+            basis mapping. Defaults to 1.
         attention_norm_cfg (dict, optional): Norm of the attention's hidden
-            layer; None picks the official ``BN1d``. Defaults to None.
-        init_cfg (dict, optional): Initialisation config. The KW fc
-            initialises itself (Kaiming warehouse cells, zero bias), so
-            nothing else is needed. Defaults to None.
+            layer; None: ``BN1d``.
+        attention_init (bool): Start at temperature 1 (training from
+            scratch); False pins it to 0 (fine-tuning). Defaults to True.
+        dropout (float): Dropout before ``fc`` (0.1 in the official 1/2x
+            models). Defaults to 0.
+        init_cfg (dict, optional): Initialisation config. Defaults to None.
         **kwargs: ``loss``, ``topk``, ``cal_acc`` of ``LinearClsHead``.
 
     Example:
@@ -64,38 +62,33 @@ class KWLinearClsHead(LinearClsHead):
     def __init__(self,
                  num_classes: int,
                  in_channels: int,
-                 budget: float = 0.5,
-                 cell_ratio: Optional[Union[float, Tuple[float,
-                                                         float]]] = (1, 0.025),
-                 reduction: float = 0.03125,
+                 budget: Budget = 0.5,
+                 reduction: Optional[float] = None,
+                 cell_ratio: CellRatio = (1, 0.025),
+                 attention_type: str = 'kw',
+                 nonlocal_basis_ratio: float = 1.0,
+                 attention_norm_cfg: Optional[dict] = None,
                  attention_init: bool = True,
                  dropout: float = 0.0,
-                 attention_norm_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None,
                  **kwargs):
         if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise ValueError(f'dropout must be in [0, 1), got {dropout!r}')
+        manager = build_warehouse_manager(
+            budget,
+            reduction,
+            cell_ratio,
+            attention_type,
+            nonlocal_basis_ratio,
+            attention_norm_cfg,
+            official_reduction=0.03125)
         super().__init__(num_classes, in_channels, init_cfg=init_cfg, **kwargs)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.warehouse_manager = WarehouseManager(
-            budget=budget,
-            cell_ratio=cell_ratio,
-            reduction=reduction,
-            norm_layer=attention_norm_layer(attention_norm_cfg))
-        # LinearClsHead's fc becomes a KW linear layer with its own warehouse.
-        self.plan = apply_layout(
-            self,
-            KWLayout({'fc': (None, None)}, {'fc': 'fc'}),
-            attention_init=attention_init)
+        self.convert_to_kw(manager, budget, attention_init)
 
-    def init_weights(self):
-        """LinearClsHead's ``init_cfg`` (Normal on Linear layers), then the
-        official initialisation of the fc's attention over it (not over a
-        ``Pretrained`` checkpoint)."""
-        initialised = self._is_init
-        super().init_weights()
-        if not initialised and not has_pretrained_init(self.init_cfg):
-            reset_kw_attentions(self)
+    def kw_layout(self) -> KWLayout:
+        """LinearClsHead's ``fc`` draws from its own warehouse, ``fc``."""
+        return KWLayout({'fc': (None, None)}, {'fc': 'fc'})
 
     def forward(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
         """Class scores of the last feature, dropout, then the KW fc."""
