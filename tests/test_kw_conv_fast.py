@@ -221,6 +221,23 @@ def test_block_budget_depends_on_the_device(monkeypatch):
     assert cuda.blocks == ((0, 8), ) and cuda.rows == 8
 
 
+def test_mixing_products_take_onednn_only_for_plain_strides():
+    """oneDNN takes the float32 CPU mixing products whose cell operand is
+    contiguous or transposed; a strided block of cell rows (several blocks
+    per layer) stays on ``mm``: oneDNN runs it a thousand times slower."""
+    cells = torch.randn(5, 8, 3)
+    attention = torch.randn(4, 5)
+    whole, rows = cells.reshape(5, -1), cells[:, 2:6].reshape(5, -1)
+    onednn = blocked._ONEDNN is not None
+    assert blocked._onednn(attention, whole) == onednn
+    assert blocked._onednn(attention, whole.t()) == onednn
+    assert not blocked._onednn(attention, rows)
+    assert not blocked._onednn(attention.double(), whole.double())
+    for block in (whole, rows):
+        torch.testing.assert_close(
+            blocked._matmul(attention, block, 'mixed'), attention @ block)
+
+
 class TwoLayers(nn.Module):
 
     def __init__(self):

@@ -15,7 +15,8 @@ cached record of ints) and run by one of two engines, each convolving a
 block with its per-sample kernels (:class:`GemmEngine`,
 :class:`ConvEngine`); mixing the kernels from the warehouse cells, and its
 adjoint, is the same for both (:func:`mixed`, :func:`to_kernels`,
-:func:`to_mixed`):
+:func:`to_mixed`; the mixing products run through oneDNN in float32 on the
+CPU, :func:`_matmul`):
 
 - ``gemm`` (1x1 kernels without padding or groups): the input as a
   ``[B, C_in, L]`` matrix (a strided view) and one batched matrix product;
@@ -207,12 +208,44 @@ def _plan(x: torch.Tensor, dtype, warehouse_shape, conv: ConvGeometry,
     return _cached_plan(*args)
 
 
+# -- the mixing products ----------------------------------------------------
+#: oneDNN's inner product (``None`` in builds without oneDNN).
+_ONEDNN = getattr(torch.ops.mkldnn, '_linear_pointwise', None) \
+    if torch.backends.mkldnn.is_available() else None
+
+
+def _onednn(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether :func:`_matmul` runs oneDNN for ``a @ b``: float32 on the
+    CPU, eager, ``b`` contiguous or transposed (other strides, as a block of
+    cell rows, fall to a reference implementation a thousand times
+    slower)."""
+    return (a.dtype == torch.float32 and a.device.type == 'cpu'
+            and _ONEDNN is not None and not torch.compiler.is_compiling()
+            and (b.is_contiguous() or b.t().is_contiguous()))
+
+
+def _matmul(a: torch.Tensor, b: torch.Tensor, name=None) -> torch.Tensor:
+    """``a @ b`` for the mixing products (a short or long inner dimension,
+    few rows).
+
+    In float32 on the CPU through oneDNN's inner product: MKL's ``mm``
+    ran the ResNet50 mixing products at half of oneDNN's rate (a third at
+    batch 1, where ``a`` has 4-9 rows; AMD EPYC, 2 threads). The result is
+    then a fresh tensor; else ``torch.mm`` into a scratch buffer named
+    ``name`` (if given).
+    """
+    if _onednn(a, b):
+        return _ONEDNN(a.contiguous(), b.t(), None, 'none', [], '')
+    if name is None:
+        return torch.mm(a, b)
+    return torch.mm(a, b, out=_scratch(name, (a.shape[0], b.shape[1]), a))
+
+
 # -- kernels of one block of cell rows (the same for every engine) ----------
 def mixed(plan: BlockPlan, attention, cells, r0, r1):
     """``[B*m, rows*c_i]``: rows r0:r1 of every mixture's cell."""
     block = cells[:, r0:r1].reshape(plan.num_cells, -1)  # a view
-    out = _scratch('mixed', (attention.shape[0], block.shape[1]), attention)
-    return torch.mm(attention, block, out=out)
+    return _matmul(attention, block, 'mixed')
 
 
 def to_kernels(plan: BlockPlan, mixed, r0, r1):
@@ -509,9 +542,14 @@ def _backward(plan: BlockPlan,
     # Written by the first block and accumulated by the others (every block
     # writes its own rows of grad_w): no zero-filling of large buffers.
     grad_source = None
-    grads = (attention.new_empty(attention.shape) if need_a else None,
-             cells.new_empty(cells.shape) if need_w else None,
-             x.new_zeros(plan.conv.split[1], plan.c_o) if need_s else None)
+    # The first block's products give the attention gradient and a single
+    # block's the cells gradient.
+    grads = [
+        None,
+        cells.new_empty(cells.shape)
+        if need_w and len(plan.blocks) > 1 else None,
+        x.new_zeros(plan.conv.split[1], plan.c_o) if need_s else None
+    ]
     for r0, r1 in plan.blocks:
         kernels = kept if kept is not None else _kernels(
             plan, attention, cells, r0, r1)
@@ -523,7 +561,7 @@ def _backward(plan: BlockPlan,
             grad_block if need_kernels else None, grad_source)
         if need_kernels:
             _mixing_backward(plan, grad_kernels, kernels, attention, cells,
-                             scale, r0, r1, grads)
+                             scale, r0, r1, grads, need_a, need_w)
     grad_a, grad_w, grad_s = grads
     return (engine.grad_input(plan, grad_source, x) if need_x else None,
             grad_a,
@@ -532,10 +570,11 @@ def _backward(plan: BlockPlan,
 
 
 def _mixing_backward(plan: BlockPlan, grad_kernels, kernels, attention, cells,
-                     scale, r0, r1, grads):
+                     scale, r0, r1, grads, need_a, need_w):
     """Adds one block's kernel gradient to ``grads``, the gradients of the
-    attention, the cells and the scale (``None`` where not needed; written
-    by the first block); ``grad_kernels`` may be overwritten."""
+    attention, the cells (if ``need_a``, ``need_w``) and the scale (if not
+    ``None``); the first block sets the attention's, a single block the
+    cells'. ``grad_kernels`` may be overwritten."""
     grad_a, grad_w, grad_s = grads
     rows = r1 - r0
     if grad_s is not None:  # per kernel row: dot(dK', K), summed over batch
@@ -545,19 +584,14 @@ def _mixing_backward(plan: BlockPlan, grad_kernels, kernels, attention, cells,
         grad_s[:, r0:r1] += dots.view(plan.batch, plan.conv.split[1],
                                       rows).sum(dim=0)
     grad_mixed = to_mixed(plan, grad_kernels, r0, r1, scale)
-    if grad_a is not None:
+    if need_a:
         block = cells[:, r0:r1].reshape(plan.num_cells, -1)
-        if r0 == 0:
-            torch.mm(grad_mixed, block.t(), out=grad_a)
-        else:
-            grad_a.addmm_(grad_mixed, block.t())
-    if grad_w is not None and len(plan.blocks) == 1:
-        torch.mm(
-            attention.t(), grad_mixed, out=grad_w.view(plan.num_cells, -1))
-    elif grad_w is not None:
-        block = _scratch('grad_cells', (plan.num_cells, grad_mixed.shape[1]),
-                         grad_mixed)
-        torch.mm(attention.t(), grad_mixed, out=block)
+        part = _matmul(grad_mixed, block.t())
+        grads[0] = part if grad_a is None else grad_a.add_(part)
+    if need_w and grad_w is None:
+        grads[1] = _matmul(attention.t(), grad_mixed).view(cells.shape)
+    elif need_w:
+        block = _matmul(attention.t(), grad_mixed, 'grad_cells')
         grad_w[:, r0:r1] = block.view(plan.num_cells, rows, plan.c_i)
 
 
