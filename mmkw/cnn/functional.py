@@ -1,10 +1,12 @@
 """Kernel assembly and the per-sample convolution of a KW layer.
 
 Every KW layer calls :func:`kw_conv`, which runs the blocked fast path
-(:mod:`mmkw.cnn.blocked`). :func:`assemble_kernels` with
-:func:`kw_conv_reference` is the literal formulation of kernelwarehouse.md
-section 2.5 (the official code's), kept as the reference the tests pin the
-fast path to; :func:`kw_conv_implementation` switches a block of code to it.
+(:mod:`mmkw.cnn.blocked`); under ``torch.compile`` it runs the same code
+through an opaque custom op (:mod:`mmkw.cnn.custom_op`).
+:func:`assemble_kernels` with :func:`kw_conv_reference` is the literal
+formulation of kernelwarehouse.md section 2.5 (the official code's), kept
+as the reference the tests pin the fast path to;
+:func:`kw_conv_implementation` switches a block of code to it.
 :func:`kw_conv_unfold` is the formulation for ONNX export: its graph has no
 batch-sized attribute, so an exported model keeps a dynamic batch axis.
 """
@@ -16,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .blocked import kw_conv_blocked
+from .custom_op import kw_conv_op
 from .geometry import ConvGeometry, conv_function
 
 __all__ = [
@@ -44,7 +47,7 @@ def kw_conv_implementation(name: str) -> Iterator[None]:
 
     The switch holds for the thread (or context) that enters the block;
     other threads keep their own choice. Code compiled with
-    ``torch.compile`` runs the fast path.
+    ``torch.compile`` runs the fast path (as a custom op).
     """
     if name not in IMPLEMENTATIONS:
         raise ValueError(f'KW conv implementation must be one of '
@@ -191,6 +194,9 @@ def kw_conv(x: torch.Tensor,
         Tensor: ``[B, C_out, *spatial_out]``.
 
     ``torch.fx`` traces it as one call (see :mod:`mmkw.cnn.layers`);
+    ``torch.compile`` (and ``torch.export``) records the fast path as the
+    custom op ``mmkw::kw_conv_blocked`` (:func:`~mmkw.cnn.custom_op.
+    kw_conv_op`), whatever :func:`kw_conv_implementation` says;
     ``torch.onnx.export`` records :func:`kw_conv_unfold`; ``torch.jit``
     tracing (FLOP counters such as MMEngine's) records the official
     formulation, whose aten ops show the kernel assembly and the
@@ -199,14 +205,24 @@ def kw_conv(x: torch.Tensor,
     tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
     if not tracing and x.shape[0] == 0:
         return _empty_batch(x, attention, warehouse, geometry, bias, out_scale)
-    # A compiled graph fixes its formulation when it is traced (Dynamo
-    # cannot read a context variable): the fast path.
-    implementation = 'blocked' if torch.compiler.is_compiling() else \
-        _implementation.get()
-    if implementation == 'unfold' or torch.onnx.is_in_onnx_export():
+    if torch.onnx.is_in_onnx_export():
+        formulation = kw_conv_unfold
+    elif torch.compiler.is_compiling():
+        # A compiled graph fixes its formulation when it is traced (Dynamo
+        # cannot read a context variable): the fast path, as an opaque
+        # custom op that runs the eager blocked code (mmkw.cnn.custom_op).
+        formulation = kw_conv_op
+    else:
+        formulation = _formulation(_implementation.get())
+    return formulation(x, attention, warehouse, geometry, bias, out_scale)
+
+
+def _formulation(implementation: str):
+    """The eager formulation of ``implementation``."""
+    if implementation == 'unfold':
         formulation = kw_conv_unfold
     elif implementation == 'blocked' and not torch.jit.is_tracing():
         formulation = kw_conv_blocked
     else:
         formulation = kw_conv_reference
-    return formulation(x, attention, warehouse, geometry, bias, out_scale)
+    return formulation

@@ -1,4 +1,4 @@
-"""Speed and memory of KW models against their plain counterparts.
+r"""Speed and memory of KW models against their plain counterparts.
 
 For every model it builds the plain MMPretrain backbone and the KW one, and
 times in ONE process, interleaved round by round (plain, KW reference path,
@@ -9,12 +9,19 @@ included: deterministic, machine-independent) and, with ``--peak-rss``, the
 peak resident memory of a training step in a fresh process. Every KW figure
 is also given as a ratio to the plain network, taken round by round, so it
 survives a busy machine better than an absolute time. ``--detector`` adds a
-Mask R-CNN KW-R50 training step with and without ``efficient_conv_bn_eval``.
+Mask R-CNN KW-R50 training step with and without ``efficient_conv_bn_eval``
+(with ``--dtype``, its backbone alone under autocast).
 
 ``--device cuda`` runs everything on the GPU: the timed regions are
 synchronised, and the memory figure is the peak CUDA memory of a training
 step (``torch.cuda.max_memory_allocated``, reset per variant) instead of
-the saved bytes. ``--plot FILE`` draws the KW / plain inference time ratio
+the saved bytes. ``--dtype`` runs the plain and the KW models under
+autocast (``bf16`` on the CPU and CUDA, ``fp16`` on CUDA only); several
+dtypes (``--dtype fp32 bf16``) are timed in the same rounds and give every
+table once per dtype, each ratio to the plain network in that dtype.
+``--compile`` adds ``torch.compile``d plain and KW fast variants; the
+first call of each (compilation and warm-up) is timed apart and left out
+of the figures. ``--plot FILE`` draws the KW / plain inference time ratio
 per model and batch size, fast path and official formulation, against the
 model's FLOP floor (KW FLOPs / plain FLOPs, :func:`mmkw.analysis.
 count_complexity`). Progress (a line per model and measurement, with the
@@ -23,11 +30,13 @@ time elapsed) goes to stderr; the tables go to stdout.
 Example (the first line gives the README's figures)::
 
     python tools/analysis_tools/benchmark.py --threads 2 --rounds 3 --detector
-    python tools/analysis_tools/benchmark.py --models resnet18:1 --compile
+    python tools/analysis_tools/benchmark.py --models resnet18:1 --threads 2 \
+        --rounds 3 --dtype fp32 bf16 --compile
     python tools/analysis_tools/benchmark.py --device cuda --batch 1 8 32 \
         --plot ratios.png
 """
 import argparse
+import contextlib
 import copy
 import functools
 import gc
@@ -51,6 +60,9 @@ from mmkw.utils import saved_tensor_bytes
 __all__ = ['MODELS', 'measure', 'plot_ratios', 'main']
 
 #: name -> (plain builder, KW builder taking the budget)
+#: ``--dtype`` name -> the autocast dtype (None: float32, no autocast).
+DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
 MODELS: Dict[str, tuple] = {
     'resnet18':
     (lambda: ResNet(depth=18), lambda b: KWResNet(depth=18, budget=b)),
@@ -67,7 +79,10 @@ DEFAULT_MODELS = [
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        epilog='examples:\n' + __doc__.split('::\n')[1].rstrip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         '--models',
         nargs='+',
@@ -95,9 +110,22 @@ def parse_args(argv=None):
         choices=['inference', 'train', 'saved'],
         help='figures to leave out')
     parser.add_argument(
+        '--dtype',
+        nargs='+',
+        choices=list(DTYPES),
+        default=['fp32'],
+        help='run under autocast to this dtype (fp32: no autocast; fp16 on '
+        'cuda only); several are timed in the same rounds, every table '
+        'once per dtype (default: fp32)')
+    parser.add_argument(
         '--compile',
         action='store_true',
-        help='also time torch.compile of plain and KW fast')
+        help='also time torch.compile of plain and KW fast (compilation '
+        'timed apart, left out of the figures)')
+    parser.add_argument(
+        '--compile-backend',
+        default='inductor',
+        help='the torch.compile backend of --compile (default: inductor)')
     parser.add_argument(
         '--peak-rss',
         action='store_true',
@@ -119,8 +147,8 @@ def parse_args(argv=None):
         '--plot',
         metavar='FILE',
         help='draw the KW / plain inference time ratios (fast path and '
-        'reference, per model and batch) with the FLOP floor to FILE '
-        '(e.g. ratios.png)')
+        'reference, per model and batch, in the first --dtype) with the '
+        'FLOP floor to FILE (e.g. ratios.png)')
     args = parser.parse_args(argv)
     if args.plot and 'inference' in args.skip:
         parser.error('--plot draws the inference ratios: drop inference '
@@ -128,6 +156,10 @@ def parse_args(argv=None):
     if args.peak_rss and args.device == 'cuda':
         parser.error('--peak-rss measures CPU memory; with --device cuda '
                      'the peak CUDA memory of a training step is reported')
+    if 'fp16' in args.dtype and args.device != 'cuda':
+        parser.error('--dtype fp16 needs --device cuda (CPU autocast runs '
+                     'bf16)')
+    args.dtype = list(dict.fromkeys(args.dtype))  # once each, in order
     if min(args.batch) < 1 or args.train_batch < 1 or args.size < 1 \
             or args.rounds < 1:
         parser.error('--batch, --train-batch, --size and --rounds must be '
@@ -163,26 +195,87 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def dtype_suffix(dtype: str) -> str:
+    """What labels and titles of ``--dtype`` ``dtype`` end with (nothing
+    for fp32)."""
+    return '' if dtype == 'fp32' else f' {dtype}'
+
+
+def autocast(device: str, dtype: str):
+    """Autocast to ``dtype`` (a ``--dtype`` name) on ``device``; nothing
+    for fp32."""
+    if DTYPES[dtype] is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device, dtype=DTYPES[dtype])
+
+
+@contextlib.contextmanager
+def autocast_backbone(detector: nn.Module, device: str, dtype: str):
+    """Run ``detector.backbone`` under :func:`autocast` (its features cast
+    back to float32): mmcv's NMS and RoIAlign take no bf16 on the CPU."""
+    if DTYPES[dtype] is None:
+        yield
+        return
+    backbone = detector.backbone
+    forward = backbone.forward
+    # An instance's own forward (a hook may have set one) is put back.
+    own = backbone.__dict__.get('forward')
+
+    def autocast_forward(*args, **kwargs):
+        with autocast(device, dtype):
+            features = forward(*args, **kwargs)
+        return type(features)([f.float() for f in features])
+
+    backbone.forward = autocast_forward
+    try:
+        yield
+    finally:
+        if own is None:
+            del backbone.forward  # the class's forward again
+        else:
+            backbone.forward = own
+
+
+def compile_model(model: nn.Module, backend: str = 'inductor'):
+    """``torch.compile(model)`` with static shapes (one graph per batch
+    size, as in deployment) and room for a graph per batch, dtype and
+    mode."""
+    config = torch._dynamo.config
+    for name in ('recompile_limit', 'cache_size_limit',
+                 'accumulated_recompile_limit',
+                 'accumulated_cache_size_limit'):
+        if hasattr(config, name):
+            setattr(config, name, max(getattr(config, name), 64))
+    return torch.compile(model, backend=backend, dynamic=False)
+
+
 class Variant:
-    """A model run one way: plain, KW reference, KW fast (maybe compiled)."""
+    """A model run one way: plain, KW reference, KW fast (maybe compiled),
+    in one dtype (``--dtype`` name; autocast for all but fp32)."""
 
     def __init__(self,
                  label: str,
                  model: nn.Module,
                  implementation=None,
                  compiled: bool = False,
-                 device: str = 'cpu'):
+                 device: str = 'cpu',
+                 dtype: str = 'fp32',
+                 backend: str = 'inductor'):
         self.label = label
         self.model = model.to(device)
         self.device = device
+        self.dtype = dtype
         self.implementation = implementation
-        self.forward = torch.compile(model) if compiled else model
+        self.compiled = compiled
+        self.forward = compile_model(model, backend) if compiled else model
         self.optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
 
     def run(self, fn):
-        if self.implementation is None:
-            return fn()
-        with kw_conv_implementation(self.implementation):
+        with contextlib.ExitStack() as stack:
+            if self.implementation is not None:
+                stack.enter_context(
+                    kw_conv_implementation(self.implementation))
+            stack.enter_context(autocast(self.device, self.dtype))
             return fn()
 
     def infer(self, inputs):
@@ -230,10 +323,12 @@ def peak_cuda_memory(step: Callable[[], None], optimizer=None) -> int:
 
 def measure(runs: Dict[str, Callable[[], None]],
             rounds: int,
-            device: str = 'cpu') -> Dict[str, list]:
+            device: str = 'cpu',
+            warmup: Optional[Dict[str, float]] = None) -> Dict[str, list]:
     """Seconds of each ``runs[label]()``, interleaved by round after one
     warm-up round; on CUDA the device is synchronised before and after
-    each timed run."""
+    each timed run. ``warmup``, if given, receives the seconds of each
+    warm-up run (for a compiled model: compilation and a first run)."""
     times = {label: [] for label in runs}
     for r in range(rounds + 1):
         for label, run in runs.items():
@@ -244,6 +339,8 @@ def measure(runs: Dict[str, Callable[[], None]],
             synchronize(device)
             if r:
                 times[label].append(time.perf_counter() - start)
+            elif warmup is not None:
+                warmup[label] = time.perf_counter() - start
     return times
 
 
@@ -264,12 +361,48 @@ def print_times(title, times, base='plain', notes=None):
     """One row per label; ``notes`` (label -> text) ends the rows."""
     print(f'\n{title}: ms median (min-max), ratio to {base} median '
           '(min-max)')
+    width = max([24] + [len(label) for label in times])
     for label, values in times.items():
         note = '' if notes is None else f'   {notes[label]}'
-        print(f'  {label:24s} {_summary(values, times[base])}{note}')
+        print(f'  {label:{width}s} {_summary(values, times[base])}{note}')
 
 
-def _rss_worker(name, budget, implementation, size, batch, threads, queue):
+def print_times_by_dtype(title, times, dtypes, base='plain', notes=None):
+    """:func:`print_times` once per dtype, over the labels ending with its
+    suffix (the rounds of all dtypes were interleaved)."""
+    for dtype in dtypes:
+        suffix = dtype_suffix(dtype)
+        others = [dtype_suffix(d) for d in dtypes if d != dtype]
+        subset = {
+            label: values
+            for label, values in times.items()
+            if label.endswith(suffix) and not any(
+                o and label.endswith(o) for o in others)
+        }
+        where = '' if dtype == 'fp32' else f', {dtype} autocast'
+        print_times(
+            title + where,
+            subset,
+            base + suffix,
+            notes=None
+            if notes is None else {label: notes[label]
+                                   for label in subset})
+
+
+def print_compile_times(warmup: Dict[str, float], variants) -> None:
+    """The warm-up seconds of the compiled variants (left out of the
+    table above it)."""
+    compiled = [v.label for v in variants if v.compiled]
+    if compiled:
+        print(
+            '  torch.compile, first call (compilation and one run, not '
+            'in the figures): ' +
+            ', '.join([f'{label} {warmup[label]:.1f} s'
+                       for label in compiled]))
+
+
+def _rss_worker(name, budget, implementation, size, batch, threads, dtype,
+                queue):
     """``implementation`` None: the plain network."""
     if threads:
         torch.set_num_threads(threads)
@@ -277,7 +410,7 @@ def _rss_worker(name, budget, implementation, size, batch, threads, queue):
     torch.manual_seed(0)
     model = make_plain() if implementation is None else make_kw(budget)
     mmkw.set_temperature(model, 0.0)
-    variant = Variant(str(implementation), model, implementation)
+    variant = Variant(str(implementation), model, implementation, dtype=dtype)
     inputs = torch.randn(batch, 3, size, size)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for _ in range(2):
@@ -286,7 +419,7 @@ def _rss_worker(name, budget, implementation, size, batch, threads, queue):
     queue.put((before, after))
 
 
-def peak_rss(name, budget, implementation, args):
+def peak_rss(name, budget, implementation, args, dtype='fp32'):
     """Peak RSS (MB) of a training step in a fresh process, and the RSS
     the process had before its first step."""
     ctx = multiprocessing.get_context('spawn')
@@ -294,7 +427,7 @@ def peak_rss(name, budget, implementation, args):
     proc = ctx.Process(
         target=_rss_worker,
         args=(name, budget, implementation, args.size, args.train_batch,
-              args.threads, queue))
+              args.threads, dtype, queue))
     proc.start()
     before, after = queue.get()
     proc.join()
@@ -311,10 +444,51 @@ def flop_floor(plain: nn.Module, kw: nn.Module, size: int) -> float:
             count_complexity(plain, shape)['flops'])
 
 
+def make_variants(plain: nn.Module, kw: nn.Module, args) -> List[Variant]:
+    """Per ``--dtype``: plain, KW reference, KW fast and, with
+    ``--compile``, plain compiled and KW fast compiled (labels end with
+    :func:`dtype_suffix`)."""
+    device, variants = args.device, []
+    compiled = dict(compiled=True, backend=args.compile_backend)
+    plain_compiled = copy.deepcopy(plain) if args.compile else None
+    for dtype in args.dtype:
+        suffix = dtype_suffix(dtype)
+        variants += [
+            Variant('plain' + suffix, plain, device=device, dtype=dtype),
+            Variant(
+                'KW reference' + suffix,
+                kw,
+                'reference',
+                device=device,
+                dtype=dtype),
+            Variant(
+                'KW fast' + suffix, kw, 'blocked', device=device, dtype=dtype),
+        ]
+        if args.compile:
+            variants += [
+                Variant(
+                    'plain compiled' + suffix,
+                    plain_compiled,
+                    device=device,
+                    dtype=dtype,
+                    **compiled),
+                Variant(
+                    'KW fast compiled' + suffix,
+                    kw,
+                    'blocked',
+                    device=device,
+                    dtype=dtype,
+                    **compiled)
+            ]
+    return variants
+
+
 def benchmark_model(name, budget, args) -> dict:
     """Print the tables of one model and return its figures:
-    ``label``, ``inference`` (batch -> label -> seconds per round) and
-    ``flop_floor`` (None without ``--plot``)."""
+    ``label``, ``inference`` (batch -> label -> seconds per round; the
+    labels of every dtype but fp32 end with :func:`dtype_suffix`),
+    ``compile`` (``(measurement, label)`` -> seconds of the first call of
+    a compiled variant) and ``flop_floor`` (None without ``--plot``)."""
     make_plain, make_kw = MODELS[name]
     title = f'{name} KW {budget:g}x'
     progress(f'{title}: building the plain and KW models')
@@ -323,32 +497,19 @@ def benchmark_model(name, budget, args) -> dict:
     mmkw.set_temperature(kw, 0.0)  # the trained model's attention
     params = sum(p.numel() for p in plain.parameters())
     kw_params = sum(p.numel() for p in kw.parameters())
-    result = dict(label=title, inference={}, flop_floor=None)
+    result = dict(label=title, inference={}, compile={}, flop_floor=None)
     if args.plot:
         progress(f'{title}: counting FLOPs at {args.size}x{args.size}')
         result['flop_floor'] = flop_floor(plain, kw, args.size)
     print(f'\n=== {title}: {kw_params:,} parameters '
           f'(plain {params:,})')
-    device = args.device
-    variants = [
-        Variant('plain', plain, device=device),
-        Variant('KW reference', kw, 'reference', device=device),
-        Variant('KW fast', kw, 'blocked', device=device),
-    ]
-    if args.compile:
-        variants += [
-            Variant(
-                'plain compiled',
-                copy.deepcopy(plain),
-                compiled=True,
-                device=device),
-            Variant(
-                'KW fast compiled',
-                kw,
-                'blocked',
-                compiled=True,
-                device=device)
-        ]
+    device, dtypes = args.device, args.dtype
+    variants = make_variants(plain, kw, args)
+    # The eager variants of each dtype (memory is measured on these).
+    eager = {
+        dtype: [v for v in variants if v.dtype == dtype and not v.compiled]
+        for dtype in dtypes
+    }
     rounds = f'{len(variants)} variants x (1 warm-up + {args.rounds}) rounds'
     if 'inference' not in args.skip:
         for batch in args.batch:
@@ -358,9 +519,16 @@ def benchmark_model(name, budget, args) -> dict:
                 v.label: functools.partial(v.infer, inputs)
                 for v in variants
             }
-            times = measure(runs, args.rounds, device)
+            warmup = {}
+            times = measure(runs, args.rounds, device, warmup)
             result['inference'][batch] = times
-            print_times(f'inference, batch {batch}', times)
+            result['compile'].update({
+                (f'inference {batch}', v.label):
+                warmup[v.label]
+                for v in variants if v.compiled
+            })
+            print_times_by_dtype(f'inference, batch {batch}', times, dtypes)
+            print_compile_times(warmup, variants)
     inputs = torch.randn(
         args.train_batch, 3, args.size, args.size, device=device)
     if 'train' not in args.skip:
@@ -370,41 +538,49 @@ def benchmark_model(name, budget, args) -> dict:
             v.label: functools.partial(v.train_step, inputs)
             for v in variants
         }
-        print_times(f'training step, batch {args.train_batch}',
-                    measure(runs, args.rounds, device))
-    if 'saved' not in args.skip and device == 'cuda':
-        progress(f'{title}: peak CUDA memory of a training step at batch '
-                 f'{args.train_batch}')
-        print(f'\npeak CUDA memory of a training step, batch '
-              f'{args.train_batch}: MB above the allocation before it, '
-              'ratio to plain')
-        values = [v.peak_cuda_memory(inputs) for v in variants[:3]]
-        for v, value in zip(variants[:3], values):
+        warmup = {}
+        times = measure(runs, args.rounds, device, warmup)
+        result['compile'].update({
+            ('train', v.label): warmup[v.label]
+            for v in variants if v.compiled
+        })
+        print_times_by_dtype(f'training step, batch {args.train_batch}', times,
+                             dtypes)
+        print_compile_times(warmup, variants)
+    for dtype in dtypes if 'saved' not in args.skip else []:
+        where = '' if dtype == 'fp32' else f', {dtype} autocast'
+        if device == 'cuda':
+            progress(f'{title}: peak CUDA memory of a training step at '
+                     f'batch {args.train_batch}{where}')
+            print(f'\npeak CUDA memory of a training step, batch '
+                  f'{args.train_batch}{where}: MB above the allocation '
+                  'before it, ratio to plain')
+            values = [v.peak_cuda_memory(inputs) for v in eager[dtype]]
+        else:
+            progress(f'{title}: counting the bytes saved for backward at '
+                     f'batch {args.train_batch}{where}')
+            print(f'\nsaved for backward, batch {args.train_batch}{where}: '
+                  'MB, ratio to plain')
+            values = [v.saved(inputs) for v in eager[dtype]]
+        for v, value in zip(eager[dtype], values):
             print(f'  {v.label:22s} {value / 2**20:9.1f}  '
                   f'{value / values[0]:5.2f}x')
-    elif 'saved' not in args.skip:
-        progress(f'{title}: counting the bytes saved for backward at batch '
-                 f'{args.train_batch}')
-        print(f'\nsaved for backward, batch {args.train_batch}: MB, ratio '
-              'to plain')
-        base = variants[0].saved(inputs)
-        for v in variants[:3]:
-            value = v.saved(inputs)
-            print(f'  {v.label:22s} {value / 2**20:9.1f}  '
-                  f'{value / base:5.2f}x')
-    if args.peak_rss:
-        print(f'\npeak RSS of a training step, batch {args.train_batch}, '
-              'fresh process: MB (before the first step)')
-        for v in variants[:3]:
+    for dtype in dtypes if args.peak_rss else []:
+        where = '' if dtype == 'fp32' else f', {dtype} autocast'
+        print(f'\npeak RSS of a training step, batch {args.train_batch}'
+              f'{where}, fresh process: MB (before the first step)')
+        for v in eager[dtype]:
             progress(f'{title}: peak RSS of {v.label} in a fresh process')
-            before, after = peak_rss(name, budget, v.implementation, args)
+            before, after = peak_rss(name, budget, v.implementation, args,
+                                     dtype)
             print(f'  {v.label:22s} {after:9.0f} ({before:.0f})')
     return result
 
 
 def plot_ratios(results: List[dict],
                 out: str,
-                title: Optional[str] = None) -> None:
+                title: Optional[str] = None,
+                dtype: str = 'fp32') -> None:
     """Draw, per model, the median KW / plain inference time ratio (with
     its min-max range over the rounds) against the batch size, for the
     fast path and the official formulation, and the model's FLOP floor.
@@ -413,7 +589,9 @@ def plot_ratios(results: List[dict],
         results (list[dict]): What :func:`benchmark_model` returns.
         out (str): The image file (any format matplotlib writes).
         title (str, optional): The figure's title.
+        dtype (str): The ``--dtype`` drawn. Defaults to fp32.
     """
+    suffix = dtype_suffix(dtype)
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -429,8 +607,9 @@ def plot_ratios(results: List[dict],
         for label, name, style in (('KW fast', 'fast path', 'o-'),
                                    ('KW reference', 'reference', 's--')):
             ratios = [
-                _ratios(result['inference'][b][label],
-                        result['inference'][b]['plain']) for b in batches
+                _ratios(result['inference'][b][label + suffix],
+                        result['inference'][b]['plain' + suffix])
+                for b in batches
             ]
             med = [statistics.median(r) for r in ratios]
             err = [[m - min(r) for m, r in zip(med, ratios)],
@@ -446,7 +625,7 @@ def plot_ratios(results: List[dict],
         ax.axhline(1.0, color='black', linewidth=0.5)
         ax.set_xticks(list(xs), [str(b) for b in batches])
         ax.set_xlabel('inference batch')
-        ax.set_title(result['label'])
+        ax.set_title(result['label'] + suffix)
         ax.set_ylim(bottom=0)
         ax.grid(axis='y', alpha=0.3)
         ax.legend(fontsize='small')
@@ -459,7 +638,9 @@ def plot_ratios(results: List[dict],
 
 
 def benchmark_detector(args):
-    """Mask R-CNN KW-R50 (the COCO config) training step, folded or not."""
+    """Mask R-CNN KW-R50 (the COCO config) training step, folded or not;
+    under ``--dtype`` other than fp32, the backbone runs under autocast
+    (:func:`autocast_backbone`)."""
     from mmdet.registry import MODELS as DET_MODELS
     from mmdet.testing import demo_mm_inputs
     from mmengine.config import Config
@@ -487,66 +668,75 @@ def benchmark_detector(args):
         for k, m in models.items()
     }
     losses = {}
+    dtypes = args.dtype
 
-    def loss_of(label):
+    def loss_of(label, dtype='fp32'):
         model = models[label]
         model.train()
         # The same proposals and samples for both models.
         torch.manual_seed(0)
         np.random.seed(0)
         data = model.data_preprocessor(copy.deepcopy(packed), True)
-        parsed, _ = model.parse_losses(model(**data, mode='loss'))
+        with autocast_backbone(model, args.device, dtype):
+            parsed, _ = model.parse_losses(model(**data, mode='loss'))
         return parsed
 
-    def step(label):
+    def step(label, dtype='fp32'):
         optimizers[label].zero_grad(set_to_none=True)
-        loss = loss_of(label)
+        loss = loss_of(label, dtype)
         loss.backward()
         optimizers[label].step()
-        losses[label] = loss.item()
+        losses[label + dtype_suffix(dtype)] = loss.item()
 
     print(f'\n=== Mask R-CNN KW-R50 1x (configs/mask-rcnn_kw-r50_1x_coco.py)'
           f', 2 images {size}x{size}, norm_eval, frozen stage 1')
-    progress(f'Mask R-CNN: timing a training step, {len(models)} variants '
+    progress(f'Mask R-CNN: timing a training step, '
+             f'{len(models) * len(dtypes)} variants '
              f'x (1 warm-up + {args.rounds}) rounds')
     times = measure(
-        {label: functools.partial(step, label)
-         for label in models}, args.rounds, args.device)
-    print_times(
-        'training step',
-        times,
-        base='unfolded',
-        notes={
-            k: f'loss {v:.6f}'
-            for k, v in losses.items()
-        })
-    if args.device == 'cuda':
-        progress('Mask R-CNN: peak CUDA memory of a training step')
-        print('\npeak CUDA memory of a training step: MB above the '
-              'allocation before it, ratio to unfolded')
-        values = {
-            label:
-            peak_cuda_memory(
-                functools.partial(step, label), optimizers[label])
+        {
+            label + dtype_suffix(dtype): functools.partial(step, label, dtype)
+            for dtype in dtypes
             for label in models
-        }
-        first = values['unfolded']
-        for label, value in values.items():
-            print(f'  {label:24s} {value / 2**20:9.1f}  '
-                  f'{value / first:5.2f}x')
-        return
-    progress('Mask R-CNN: counting the bytes saved for backward')
-    print('\nsaved for backward: MB, ratio to unfolded (all; activations '
-          'alone)')
-    first = None
-    for label, model in models.items():
-        weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
-        value = (saved_tensor_bytes(lambda: loss_of(label)),
-                 saved_tensor_bytes(lambda: loss_of(label), exclude=weights))
-        first = first or value
-        print(f'  {label:24s} {value[0] / 2**20:9.1f}  '
-              f'{value[0] / first[0]:5.2f}x; {value[1] / 2**20:9.1f}  '
-              f'{value[1] / first[1]:5.2f}x')
+        }, args.rounds, args.device)
+    notes = {k: f'loss {v:.6f}' for k, v in losses.items()}
+    print_times_by_dtype('training step', times, dtypes, 'unfolded', notes)
+    for dtype in dtypes:
+        where = '' if dtype == 'fp32' else f', {dtype} autocast'
+        suffix = dtype_suffix(dtype)
+        if args.device == 'cuda':
+            progress(f'Mask R-CNN: peak CUDA memory of a training step'
+                     f'{where}')
+            print(f'\npeak CUDA memory of a training step{where}: MB above '
+                  'the allocation before it, ratio to unfolded')
+            values = {
+                label:
+                peak_cuda_memory(
+                    functools.partial(step, label, dtype), optimizers[label])
+                for label in models
+            }
+            first = values['unfolded']
+            for label, value in values.items():
+                print(f'  {label + suffix:{24 + len(suffix)}s} '
+                      f'{value / 2**20:9.1f}  {value / first:5.2f}x')
+            continue
+        progress(f'Mask R-CNN: counting the bytes saved for backward{where}')
+        print(f'\nsaved for backward{where}: MB, ratio to unfolded (all; '
+              'activations alone)')
+        first = None
+        for label, model in models.items():
+            weights = {
+                p.untyped_storage().data_ptr()
+                for p in model.parameters()
+            }
+            loss = functools.partial(loss_of, label, dtype)
+            value = (saved_tensor_bytes(loss),
+                     saved_tensor_bytes(loss, exclude=weights))
+            first = first or value
+            print(f'  {label + suffix:{24 + len(suffix)}s} '
+                  f'{value[0] / 2**20:9.1f}  '
+                  f'{value[0] / first[0]:5.2f}x; {value[1] / 2**20:9.1f}  '
+                  f'{value[1] / first[1]:5.2f}x')
 
 
 def main(argv=None):
@@ -564,9 +754,12 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     device = ('cpu' if args.device == 'cpu' else
               f'cuda ({torch.cuda.get_device_name()})')
-    header = (f'torch {torch.__version__}, {device}, '
-              f'{torch.get_num_threads()} threads, {args.size}x{args.size}, '
-              f'tau = 0, {args.rounds} rounds')
+    header = (
+        f'torch {torch.__version__}, {device}, '
+        f'{torch.get_num_threads()} threads, {args.size}x{args.size}, '
+        f'tau = 0, {args.rounds} rounds, dtype '
+        f'{" + ".join(args.dtype)}' +
+        (f', compiled with {args.compile_backend}' if args.compile else ''))
     print(header)
     results = [
         benchmark_model(name, budget, args) for name, budget in args.models
@@ -574,7 +767,7 @@ def main(argv=None):
     if args.detector:
         benchmark_detector(args)
     if args.plot:
-        plot_ratios(results, args.plot, title=header)
+        plot_ratios(results, args.plot, title=header, dtype=args.dtype[0])
         print(f'\nplot of the KW / plain inference ratios: {args.plot}')
     progress('done')
     return results

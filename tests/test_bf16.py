@@ -1,0 +1,114 @@
+"""The fast path in bf16 against the official formulation in float32.
+
+``tests/test_kw_conv_fast.py`` pins the fast path under bf16 autocast to
+the reference under the same autocast, on four layer shapes with the
+default engine and block size. Here every layer shape of that module
+(:data:`test_kw_conv_fast.LAYERS`), both engines where both apply, one and
+many blocks of cell rows, with and without a folded scale, runs under
+``torch.autocast('cpu', torch.bfloat16)`` and is pinned to
+``kw_conv_implementation('reference')`` in float32: the output and the
+gradients of the input, attention, warehouse, bias and scale, each within
+bf16 tolerance. A layer whose tensors are bf16 themselves (a model moved
+with ``.to(torch.bfloat16)``, no autocast) is pinned the same way.
+
+bf16 keeps 8 significant bits (a relative rounding error of 2**-9); the
+products accumulate in float32 but their inputs, the mixed kernels and the
+results are rounded to bf16. Measured over these cases (batch 4): the
+largest error is at most 1.5e-2 of the largest value (the scale gradient,
+a sum over every kernel entry), the error norm at most 1.0e-2 of the norm
+(tolerances: twice that).
+"""
+import pytest
+import torch
+from test_kw_conv_fast import CASES, LAYERS, make_inputs
+
+import mmkw.cnn.blocked as blocked
+from mmkw.cnn import kw_conv, kw_conv_blocked, kw_conv_implementation
+
+pytestmark = pytest.mark.usefixtures('one_thread')
+
+#: Largest error over the largest value, error norm over the norm.
+MAX_TOLERANCE, NORM_TOLERANCE = 3e-2, 2e-2
+NAMES = ('x', 'attention', 'warehouse', 'bias', 'out_scale')
+
+
+def _outputs_and_grads(fn, tensors, with_scale):
+    leaves = {
+        k: v.detach().clone().requires_grad_()
+        for k, v in tensors.items()
+    }
+    if not with_scale:
+        leaves['out_scale'] = None
+    out = fn(**leaves)
+    grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    names = [k for k in NAMES if leaves[k] is not None]
+    grads = torch.autograd.grad(out, [leaves[k] for k in names],
+                                grad.to(out.dtype))
+    return out, dict(zip(names, grads))
+
+
+def _float32_reference(tensors, geometry, with_scale):
+    tensors = {k: v.float() for k, v in tensors.items()}
+
+    def reference(x, attention, warehouse, bias, out_scale):
+        with kw_conv_implementation('reference'):
+            return kw_conv(x, attention, warehouse, geometry, bias, out_scale)
+
+    return _outputs_and_grads(reference, tensors, with_scale)
+
+
+def _assert_within_bf16_tolerance(got, expected, name):
+    assert torch.isfinite(got).all(), name
+    error = got.float() - expected
+    largest = expected.abs().max()
+    assert error.abs().max() <= MAX_TOLERANCE * largest, \
+        f'{name}: largest error {error.abs().max() / largest:.2e} of ' \
+        'the largest value'
+    assert error.norm() <= NORM_TOLERANCE * expected.norm(), \
+        f'{name}: error norm {error.norm() / expected.norm():.2e} of ' \
+        'the norm'
+
+
+@pytest.mark.parametrize('name,engine', CASES)
+@pytest.mark.parametrize('with_scale', [False, True])
+@pytest.mark.parametrize('block_bytes', [1, blocked.BLOCK_BYTES])
+def test_autocast_matches_float32_reference(name, engine, with_scale,
+                                            block_bytes, monkeypatch):
+    """block_bytes=1: one cell row per block (many blocks)."""
+    monkeypatch.setattr(blocked, 'BLOCK_BYTES', block_bytes)
+    tensors, geometry = make_inputs(name, 4)
+    expected, expected_grads = _float32_reference(tensors, geometry,
+                                                  with_scale)
+
+    def fast(x, attention, warehouse, bias, out_scale):
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = kw_conv_blocked(x, attention, warehouse, geometry, None,
+                                  out_scale, engine)
+            assert out.dtype == torch.bfloat16  # the conv ran in bf16
+            return out + bias.view(1, -1, *([1] * (x.dim() - 2)))
+
+    out, grads = _outputs_and_grads(fast, tensors, with_scale)
+    _assert_within_bf16_tolerance(out, expected, 'out')
+    assert set(grads) == set(expected_grads)
+    for key, value in expected_grads.items():
+        assert grads[key].dtype == torch.float32, key  # the leaves' dtype
+        _assert_within_bf16_tolerance(grads[key], value, key)
+
+
+@pytest.mark.parametrize('name', list(LAYERS))
+def test_bf16_tensors_match_float32_reference(name):
+    """A layer in bf16 (``.to(torch.bfloat16)``, no autocast): the same
+    bf16 values through the float32 reference."""
+    tensors, geometry = make_inputs(name, 4)
+    tensors = {k: v.to(torch.bfloat16) for k, v in tensors.items()}
+    expected, expected_grads = _float32_reference(tensors, geometry, True)
+
+    def fast(x, attention, warehouse, bias, out_scale):
+        return kw_conv(x, attention, warehouse, geometry, bias, out_scale)
+
+    out, grads = _outputs_and_grads(fast, tensors, True)
+    assert out.dtype == torch.bfloat16
+    _assert_within_bf16_tolerance(out, expected, 'out')
+    for key, value in expected_grads.items():
+        assert grads[key].dtype == torch.bfloat16, key
+        _assert_within_bf16_tolerance(grads[key], value, key)
