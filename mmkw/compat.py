@@ -221,7 +221,7 @@ STACK_PATCHES: Tuple[StackPatch, ...] = (
         upstream=('setuptools<82', ),
         why='mmengine and mmcv import pkg_resources, which warns on every '
         'import that it is deprecated; mmkw ignores that one message.',
-        tests=('tests/test_first_hour.py::'
+        tests=('tests/test_tools/test_first_hour.py::'
                'test_no_pkg_resources_warnings_on_the_console',
                'tests/test_compat.py::'
                'test_import_changes_exactly_the_listed_objects'),
@@ -250,9 +250,9 @@ STACK_PATCHES: Tuple[StackPatch, ...] = (
         why='HistoryBuffer pickles its built-in statistics methods through '
         'getattr, which no weights_only load should allow; mmkw leaves them '
         'out of the pickle and recreates them on load.',
-        tests=('tests/test_checkpoint.py::'
+        tests=('tests/test_engine/test_checkpoint.py::'
                'test_history_buffer_round_trip_keeps_statistics',
-               'tests/test_checkpoint.py::'
+               'tests/test_engine/test_checkpoint.py::'
                'test_mmengine_pickled_history_buffer_refused_with_advice')),
     StackPatch(
         name='local-checkpoint-loader',
@@ -263,10 +263,10 @@ STACK_PATCHES: Tuple[StackPatch, ...] = (
         '>= 2.6 defaults to True and which then refuses MMEngine\'s own '
         'checkpoints; mmkw loads with weights_only=True and an allow-list '
         '(safe_checkpoint_globals).',
-        tests=('tests/test_checkpoint.py::test_resume',
-               'tests/test_checkpoint.py::test_load_from_round_trip',
-               'tests/test_checkpoint.py::test_init_cfg_pretrained_round_trip',
-               'tests/test_checkpoint.py::test_disallowed_objects_refused'),
+        tests=('tests/test_engine/test_checkpoint.py::test_resume',
+               'tests/test_engine/test_checkpoint.py::test_load_from_round_trip',
+               'tests/test_engine/test_checkpoint.py::test_init_cfg_pretrained_round_trip',
+               'tests/test_engine/test_checkpoint.py::test_disallowed_objects_refused'),
         install=_register_checkpoint_loaders),
     StackPatch(
         name='url-checkpoint-loaders',
@@ -284,11 +284,11 @@ STACK_PATCHES: Tuple[StackPatch, ...] = (
         'torch.hub.load_state_dict_from_url, whose weights_only defaults to '
         'False; mmkw downloads it (cache keyed by the whole URL, hash in the '
         'name checked) and loads it like a local file.',
-        tests=('tests/test_url_checkpoints.py::'
+        tests=('tests/test_engine/test_url_checkpoints.py::'
                'test_init_cfg_pretrained_refuses_malicious_url',
-               'tests/test_url_checkpoints.py::'
+               'tests/test_engine/test_url_checkpoints.py::'
                'test_load_from_and_resume_refuse_malicious_url',
-               'tests/test_url_checkpoints.py::'
+               'tests/test_engine/test_url_checkpoints.py::'
                'test_named_schemes_refuse_malicious_url'),
         install=_register_checkpoint_loaders),
     StackPatch(
@@ -299,7 +299,7 @@ STACK_PATCHES: Tuple[StackPatch, ...] = (
         why='Runner.save_checkpoint writes the file in place, so a kill '
         'leaves it truncated; mmkw writes a local checkpoint to a temporary '
         'file and renames it into place.',
-        tests=('tests/test_exact_resume.py::'
+        tests=('tests/test_engine/test_exact_resume.py::'
                'test_kill_while_writing_keeps_the_previous_checkpoint', )),
     StackPatch(
         name='checkpoint-save-then-prune',
@@ -309,7 +309,7 @@ STACK_PATCHES: Tuple[StackPatch, ...] = (
         upstream=('mmengine<=0.10.7', ),
         why='CheckpointHook deletes the oldest checkpoint (max_keep_ckpts) '
         'before it writes the next; mmkw deletes it after.',
-        tests=('tests/test_exact_resume.py::'
+        tests=('tests/test_engine/test_exact_resume.py::'
                'test_kill_while_writing_keeps_the_previous_checkpoint', )),
     StackPatch(
         name='efficient-conv-bn-for-kw',
@@ -320,9 +320,9 @@ STACK_PATCHES: Tuple[StackPatch, ...] = (
         why='MMEngine\'s efficient_conv_bn_eval pass only knows nn.Conv2d '
         'and raises a bare KeyError on a KW model; mmkw\'s folds KW and '
         'plain conv-BN pairs (plain ones with MMEngine\'s own code).',
-        tests=('tests/test_detection.py::'
+        tests=('tests/test_models/test_detection.py::'
                'test_efficient_conv_bn_eval_key_trains_kw_r50_mask_rcnn',
-               'tests/test_efficient_conv_bn.py::'
+               'tests/test_engine/test_efficient_conv_bn.py::'
                'test_mmengine_public_function_folds_kw_models')),
 )
 

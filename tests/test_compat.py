@@ -220,8 +220,8 @@ def test_import_changes_exactly_the_listed_objects():
 
 
 def test_torch_only_import_applies_no_stack_patch():
-    """With PyTorch alone (tests/test_torch_only.py), only the warnings
-    filter is applied."""
+    """With PyTorch alone (tests/test_cnn/test_torch_only.py), only the
+    warnings filter is applied."""
     script = textwrap.dedent(f'''
         import sys
         for name in {STACK!r}:

@@ -1,7 +1,7 @@
 """The fast path in bf16 against the official formulation in float32.
 
-``tests/test_kw_conv_fast.py`` pins the fast path under bf16 autocast to
-the reference under the same autocast, on four layer shapes with the
+``test_kw_conv_fast.py`` pins the fast path under bf16 autocast to the
+reference under the same autocast, on four layer shapes with the
 default engine and block size. Here every layer shape of that module
 (:data:`test_kw_conv_fast.LAYERS`), both engines where both apply, one and
 many blocks of cell rows, with and without a folded scale, runs under

@@ -249,7 +249,7 @@ def test_mobilenet_v2_official_reduction_follows_the_budget():
 @pytest.mark.parametrize('name', sorted(FAMILIES))
 def test_attention_init_false_pins_the_temperature(name):
     """``set_temperature`` refuses a pinned model (the hook's refusal is in
-    tests/test_temperature_hook.py)."""
+    tests/test_engine/test_temperature_hook.py)."""
     model = _build(name, attention_init=False)
     assert model.warehouse_manager.attention_init is False
     assert mmkw.get_temperature(model) == 0.0

@@ -1,6 +1,6 @@
 """Command-line handling of tools/train.py and tools/test.py (the runs
-themselves are exercised by tests/test_ddp.py), and the progress and
-device handling of the analysis and deployment tools."""
+themselves are exercised by tests/test_engine/test_ddp.py), and the progress
+and device handling of the analysis and deployment tools."""
 import re
 
 import pytest
