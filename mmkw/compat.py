@@ -263,10 +263,10 @@ STACK_PATCHES: Tuple[StackPatch, ...] = (
         '>= 2.6 defaults to True and which then refuses MMEngine\'s own '
         'checkpoints; mmkw loads with weights_only=True and an allow-list '
         '(safe_checkpoint_globals).',
-        tests=('tests/test_engine/test_checkpoint.py::test_resume',
-               'tests/test_engine/test_checkpoint.py::test_load_from_round_trip',
-               'tests/test_engine/test_checkpoint.py::test_init_cfg_pretrained_round_trip',
-               'tests/test_engine/test_checkpoint.py::test_disallowed_objects_refused'),
+        tests=tuple('tests/test_engine/test_checkpoint.py::' + name
+                    for name in ('test_resume', 'test_load_from_round_trip',
+                                 'test_init_cfg_pretrained_round_trip',
+                                 'test_disallowed_objects_refused')),
         install=_register_checkpoint_loaders),
     StackPatch(
         name='url-checkpoint-loaders',

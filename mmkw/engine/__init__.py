@@ -27,7 +27,6 @@ __all__ = [
     'parse_common_args', 'build_runner', 'load_config',
     'setup_cpu_distributed', 'MissingInputsError', 'check_inputs',
     'find_missing_inputs', 'CPUAutocastOptimWrapper', 'KWTemperatureHook',
-    'KWAttentionStatsHook', 'CheckpointCoverageHook',
-    'checkpoint_coverage', 'RandomStateHook', 'get_random_states',
-    'set_random_states'
+    'KWAttentionStatsHook', 'CheckpointCoverageHook', 'checkpoint_coverage',
+    'RandomStateHook', 'get_random_states', 'set_random_states'
 ]
