@@ -452,6 +452,12 @@ class BlockedKWConv(torch.autograd.Function):
         keep = plan.keep_kernels and (ctx.needs_input_grad[0]
                                       or ctx.needs_input_grad[1]
                                       or ctx.needs_input_grad[2])
+        # The input is saved as cast (under autocast, as a plain conv keeps
+        # its bf16 input): a float32 copy would double the bytes kept.
+        ctx.x_dtype = x.dtype
+        if x.dtype != plan.dtype:
+            with _no_autocast(x):
+                x = x.to(plan.dtype)
         out, kernels = _cast_and_forward(plan, x, attention, warehouse,
                                          out_scale, keep)
         ctx.plan = plan
@@ -467,9 +473,9 @@ class BlockedKWConv(torch.autograd.Function):
             args = [None if t is None else t.to(dtype) for t in saved[:4]]
             grads = _backward(ctx.plan, grad_out.to(dtype), *args,
                               ctx.needs_input_grad[:4], saved[4])
-        grads = [
-            None if g is None else g.to(t.dtype) for g, t in zip(grads, saved)
-        ]
+        dtypes = [ctx.x_dtype
+                  ] + [None if t is None else t.dtype for t in saved[1:4]]
+        grads = [None if g is None else g.to(d) for g, d in zip(grads, dtypes)]
         return (*grads, None)
 
 

@@ -112,3 +112,26 @@ def test_bf16_tensors_match_float32_reference(name):
     for key, value in expected_grads.items():
         assert grads[key].dtype == torch.bfloat16, key
         _assert_within_bf16_tolerance(grads[key], value, key)
+
+
+def test_autocast_keeps_the_cast_input_for_backward():
+    """Under bf16 autocast a float32 input is kept in bf16, as a plain
+    convolution keeps it (a float32 copy would double the bytes), and its
+    gradient comes back in float32."""
+    name = next(iter(LAYERS))
+    tensors, geometry = make_inputs(name, 2)
+    x = tensors['x'].requires_grad_()
+    kept = []
+
+    def pack(tensor):
+        kept.append((tuple(tensor.shape), tensor.dtype))
+        return tensor
+
+    with torch.autocast('cpu', torch.bfloat16), \
+            torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = kw_conv_blocked(x, tensors['attention'], tensors['warehouse'],
+                              geometry)
+    assert (tuple(x.shape), torch.bfloat16) in kept
+    assert (tuple(x.shape), torch.float32) not in kept
+    out.float().sum().backward()
+    assert x.grad.dtype == torch.float32
