@@ -41,6 +41,7 @@ the convolution, :mod:`mmkw.engine.efficient_conv_bn`) multiplies the output
 channels, which equals scaling the kernel rows; its gradient comes from the
 kernel gradient, so the unscaled output is never kept.
 """
+import abc
 import contextlib
 import functools
 import math
@@ -296,22 +297,23 @@ def _grad_rows(plan: BlockPlan, grad, r0, r1, name):
 
 
 # -- the engines ------------------------------------------------------------
-class Engine:
+class Engine(metaclass=abc.ABCMeta):
     """How a block of per-sample kernels ``[B, G_o*rows, C_in/g*prod(k)]``
     is convolved with the input (stateless; one instance per engine in
     :data:`ENGINES`)."""
 
     name = ''
 
+    @abc.abstractmethod
     def source(self, plan: BlockPlan, x):
         """The input as :meth:`forward_block` takes it."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def forward_block(self, plan: BlockPlan, source, kernels, name=None):
         """``[B, G_o*rows, L]``: one block's output (into a scratch buffer
         named ``name`` if given)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def backward_block(self, plan: BlockPlan, source, kernels, grad_x, grad_k,
                        grad_source):
         """One block's gradients: ``(grad_source, grad_kernels)``.
@@ -320,11 +322,10 @@ class Engine:
         input and the kernels (``None`` when not needed); the input part is
         added to ``grad_source`` (``None`` at the first block).
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def grad_input(self, plan: BlockPlan, grad_source, x):
         """Adjoint of :meth:`source`: the gradient of ``x``."""
-        raise NotImplementedError
 
 
 class GemmEngine(Engine):
