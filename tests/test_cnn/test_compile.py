@@ -141,7 +141,9 @@ def test_kw_model_has_no_graph_break():
     assert targets.count(OP) == 2  # one call per KW layer, opaque
 
 
-def test_model_compiled_forward_and_backward_equal_eager():
+def _compiled_equals_eager(backend, out_tol, grad_tol):
+    """A compiled KW model's output and parameter gradients equal eager's
+    (``out_tol``/``grad_tol``: ``dict(rtol=..., atol=...)``)."""
     torch.manual_seed(0)
     net = TwoLayers().train()
     x = torch.randn(4, 8, 6, 6)
@@ -149,11 +151,15 @@ def test_model_compiled_forward_and_backward_equal_eager():
     expected.square().sum().backward()
     grads = [p.grad.clone() for p in net.parameters()]
     net.zero_grad()
-    got = torch.compile(net, backend='aot_eager', fullgraph=True)(x)
+    got = torch.compile(net, backend=backend, fullgraph=True)(x)
     got.square().sum().backward()
-    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(got, expected, **out_tol)
     for p, g in zip(net.parameters(), grads):
-        torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(p.grad, g, **grad_tol)
+
+
+def test_model_compiled_forward_and_backward_equal_eager():
+    _compiled_equals_eager('aot_eager', {}, dict(rtol=1e-5, atol=1e-6))
 
 
 def test_eager_mode_does_not_call_the_op():
@@ -218,18 +224,8 @@ def test_ops_compute_in_the_input_dtype():
 def test_inductor_compiles_a_kw_model():
     """inductor (C++ codegen) around the opaque op: forward and backward
     equal eager."""
-    torch.manual_seed(0)
-    net = TwoLayers().train()
-    x = torch.randn(4, 8, 6, 6)
-    expected = net(x)
-    expected.square().sum().backward()
-    grads = [p.grad.clone() for p in net.parameters()]
-    net.zero_grad()
-    got = torch.compile(net, backend='inductor', fullgraph=True)(x)
-    got.square().sum().backward()
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
-    for p, g in zip(net.parameters(), grads):
-        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-5)
+    tol = dict(rtol=1e-4, atol=1e-5)
+    _compiled_equals_eager('inductor', tol, tol)
 
 
 def test_benchmark_reports_compiled_and_bf16_figures(capsys, load_tool):
