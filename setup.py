@@ -93,7 +93,33 @@ class BuildPyWithHook(build_py):
         ]
 
 
+def native_extensions() -> tuple:
+    """The optional C++ mixing kernel (``mmkw/cnn/csrc``), built where torch
+    and a C++ compiler are at hand; a failed build only warns (mmkw then
+    runs the mixing products through oneDNN / ``torch.mm``)."""
+    try:
+        from torch.utils.cpp_extension import BuildExtension, CppExtension
+    except ImportError:
+        return [], {}
+
+    class OptionalBuildExtension(BuildExtension):
+
+        def build_extension(self, ext):
+            try:
+                super().build_extension(ext)
+            except Exception as error:  # no compiler, or one that fails
+                self.warn(f'mmkw: the C++ mixing kernel was not built '
+                          f'({error}); the fast path runs without it')
+
+    ext = CppExtension(
+        'mmkw.cnn._native', ['mmkw/cnn/csrc/mixing.cpp'],
+        extra_compile_args=['-O3', '-fopenmp'],
+        extra_link_args=['-fopenmp'])
+    return [ext], {'build_ext': OptionalBuildExtension}
+
+
 add_mim_extension()
+EXTENSIONS, BUILD_EXT = native_extensions()
 setup(
     name='mmkw',
     version=version(),
@@ -105,7 +131,11 @@ setup(
     packages=find_packages(include=['mmkw', 'mmkw.*']),
     py_modules=['mmkw_config_hook'],
     include_package_data=True,
-    cmdclass={'build_py': BuildPyWithHook},
+    ext_modules=EXTENSIONS,
+    cmdclass={
+        'build_py': BuildPyWithHook,
+        **BUILD_EXT
+    },
     python_requires='>=3.9',
     install_requires=['torch>=2.0'],
     extras_require={

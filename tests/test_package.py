@@ -12,6 +12,8 @@ import textwrap
 import pytest
 from helpers import REPO_ROOT
 
+from mmkw.cnn import native
+
 pytestmark = pytest.mark.xdist_group('wheel')
 
 
@@ -89,6 +91,29 @@ def test_wheel_carries_configs_tools_and_index(venv):
                    cwd=root).stdout
     assert str(REPO_ROOT) not in listing.splitlines()[0]
     assert 'False' not in listing
+
+
+@pytest.mark.skipif(
+    not native.available(),
+    reason='the checkout has no C++ mixing kernel (no compiler or no '
+    'AVX-512 here), so neither can its wheel')
+def test_wheel_carries_the_mixing_kernel(venv):
+    """Built where the checkout's own kernel was built, and run by the fast
+    path of the installed package."""
+    python, root = venv
+    out = _run([
+        str(python), '-c',
+        textwrap.dedent('''
+        import torch
+        from mmkw.cnn import blocked, native
+        print(native.__file__, native.available())
+        a, b = torch.randn(7, 5), torch.randn(5, 100)
+        print(torch.allclose(blocked._matmul(a, b), a @ b, atol=1e-5))
+        ''')
+    ],
+               cwd=root).stdout.split()
+    assert str(REPO_ROOT) not in out[0]
+    assert out[1:] == ['True', 'True']
 
 
 def test_user_config_inherits_an_mmkw_config(venv):

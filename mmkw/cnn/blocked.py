@@ -15,8 +15,8 @@ cached record of ints) and run by one of two engines, each convolving a
 block with its per-sample kernels (:class:`GemmEngine`,
 :class:`ConvEngine`); mixing the kernels from the warehouse cells, and its
 adjoint, is the same for both (:func:`mixed`, :func:`to_kernels`,
-:func:`to_mixed`; the mixing products run through oneDNN in float32 on the
-CPU, :func:`_matmul`):
+:func:`to_mixed`; in float32 on the CPU the mixing products run through
+mmkw's compiled kernel where it is built, else oneDNN, :func:`_matmul`):
 
 - ``gemm`` (1x1 kernels without padding or groups): the input as a
   ``[B, C_in, L]`` matrix (a strided view) and one batched matrix product;
@@ -52,6 +52,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch.autograd.function import once_differentiable
 
+from . import native
 from .geometry import ConvGeometry, conv_function
 
 __all__ = ['kw_conv_blocked', 'choose_engine', 'block_rows', 'block_bytes_for']
@@ -216,7 +217,7 @@ _ONEDNN = getattr(torch.ops.mkldnn, '_linear_pointwise', None) \
 
 
 def _onednn(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether :func:`_matmul` runs oneDNN for ``a @ b``: float32 on the
+    """Whether :func:`_matmul` can run oneDNN for ``a @ b``: float32 on the
     CPU, eager, ``b`` contiguous or transposed (other strides, as a block of
     cell rows, fall to a reference implementation a thousand times
     slower)."""
@@ -225,27 +226,59 @@ def _onednn(a: torch.Tensor, b: torch.Tensor) -> bool:
             and (b.is_contiguous() or b.t().is_contiguous()))
 
 
-def _matmul(a: torch.Tensor, b: torch.Tensor, name=None) -> torch.Tensor:
-    """``a @ b`` for the mixing products (a short or long inner dimension,
-    few rows).
+#: Whether the float32 CPU mixing products may use mmkw's compiled kernel
+#: (:mod:`~mmkw.cnn.native`) where it is built; tests pin both ways.
+NATIVE = True
 
-    In float32 on the CPU through oneDNN's inner product: MKL's ``mm``
-    ran the ResNet50 mixing products at half of oneDNN's rate (a third at
-    batch 1, where ``a`` has 4-9 rows; AMD EPYC, 2 threads). The result is
-    then a fresh tensor; else ``torch.mm`` into a scratch buffer named
-    ``name`` (if given).
+
+def _native_ok(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether :func:`_matmul` runs mmkw's compiled kernel for ``a @ b``:
+    float32 on a CPU it runs on, eager, the rows of ``b`` contiguous."""
+    return (NATIVE and a.dtype == torch.float32 and a.device.type == 'cpu'
+            and native.available() and not torch.compiler.is_compiling()
+            and (b.stride(1) == 1 or b.shape[1] == 1))
+
+
+def _matmul(a: torch.Tensor, b: torch.Tensor, name=None, out=None):
+    """``a @ b`` for the mixing products (few rows, a short or long inner
+    dimension), into ``out`` if given (a view of rows may be strided), else
+    into a scratch buffer named ``name`` if given, else a fresh tensor.
+
+    In float32 on the CPU the products run through mmkw's compiled kernel
+    (:mod:`~mmkw.cnn.native`) when it is built and ``b``'s rows are
+    contiguous, else through oneDNN's inner product: MKL's ``mm`` ran the
+    ResNet50 mixing products at half of oneDNN's rate (a third at batch 1,
+    where ``a`` has 4-9 rows; AMD EPYC, 2 threads). Otherwise
+    ``torch.mm``.
     """
+    shape = (a.shape[0], b.shape[1])
+    if _native_ok(a, b):
+        if out is None:
+            out = a.new_empty(shape) if name is None else _scratch(
+                name, shape, a)
+        return native.mix(a.contiguous(), b, out)
     if _onednn(a, b):
-        return _ONEDNN(a.contiguous(), b.t(), None, 'none', [], '')
-    if name is None:
-        return torch.mm(a, b)
-    return torch.mm(a, b, out=_scratch(name, (a.shape[0], b.shape[1]), a))
+        result = _ONEDNN(a.contiguous(), b.t(), None, 'none', [], '')
+        return result if out is None else out.copy_(result)
+    if out is None and name is not None:
+        out = _scratch(name, shape, a)
+    return torch.mm(a, b) if out is None else torch.mm(a, b, out=out)
 
 
 # -- kernels of one block of cell rows (the same for every engine) ----------
-def mixed(plan: BlockPlan, attention, cells, r0, r1):
-    """``[B*m, rows*c_i]``: rows r0:r1 of every mixture's cell."""
+def cell_block(plan: BlockPlan, cells, r0, r1, transposed=False):
+    """``[n, rows*c_i]``: rows r0:r1 of every cell. A view, or a copy
+    where the product it is used in (``block @ ...``, or ``... @ block.t()``
+    if ``transposed``) would otherwise miss the fast kernels."""
     block = cells[:, r0:r1].reshape(plan.num_cells, -1)  # a view
+    if block.is_contiguous() or (not transposed and _native_ok(block, block)) \
+            or not _onednn(block, block.t()):
+        return block
+    return _scratch('cell_block', block.shape, block).copy_(block)
+
+
+def mixed(plan: BlockPlan, attention, block):
+    """``[B*m, rows*c_i]``: rows r0:r1 of every mixture's cell."""
     return _matmul(attention, block, 'mixed')
 
 
@@ -496,8 +529,8 @@ def _channel_view(scale: torch.Tensor, dims: int) -> torch.Tensor:
     return scale.view(1, -1, *([1] * dims))
 
 
-def _kernels(plan: BlockPlan, attention, cells, r0, r1):
-    return to_kernels(plan, mixed(plan, attention, cells, r0, r1), r0, r1)
+def _kernels(plan: BlockPlan, attention, block, r0, r1):
+    return to_kernels(plan, mixed(plan, attention, block), r0, r1)
 
 
 def _forward(plan: BlockPlan, x, attention, warehouse, scale, keep=False):
@@ -512,13 +545,15 @@ def _forward(plan: BlockPlan, x, attention, warehouse, scale, keep=False):
     out_shape = (plan.batch, conv.out_channels, *plan.out_spatial)
     kept = None
     if len(plan.blocks) == 1:
-        kernels = _kernels(plan, attention, cells, 0, plan.c_o)
+        block = cell_block(plan, cells, 0, plan.c_o)
+        kernels = _kernels(plan, attention, block, 0, plan.c_o)
         out = engine.forward_block(plan, source, kernels).reshape(out_shape)
         kept = kernels.clone() if keep else None
     else:
         out = x.new_empty(out_shape)
         for r0, r1 in plan.blocks:
-            kernels = _kernels(plan, attention, cells, r0, r1)
+            block = cell_block(plan, cells, r0, r1)
+            kernels = _kernels(plan, attention, block, r0, r1)
             result = engine.forward_block(plan, source, kernels, 'result')
             _out_rows(plan, out, r0, r1).copy_(
                 result.reshape(plan.batch, conv.split[1], r1 - r0, -1))
@@ -558,8 +593,10 @@ def _backward(plan: BlockPlan,
         x.new_zeros(plan.conv.split[1], plan.c_o) if need_s else None
     ]
     for r0, r1 in plan.blocks:
+        block = cell_block(plan, cells, r0, r1, transposed=need_a) \
+            if need_a or kept is None else None
         kernels = kept if kept is not None else _kernels(
-            plan, attention, cells, r0, r1)
+            plan, attention, block, r0, r1)
         grad_block = _grad_rows(plan, grad_out, r0, r1, 'grad_block')
         grad_block_x = grad_block if grad_out_x is grad_out else \
             _grad_rows(plan, grad_out_x, r0, r1, 'grad_block_x')
@@ -567,7 +604,7 @@ def _backward(plan: BlockPlan,
             plan, source, kernels, grad_block_x if need_x else None,
             grad_block if need_kernels else None, grad_source)
         if need_kernels:
-            _mixing_backward(plan, grad_kernels, kernels, attention, cells,
+            _mixing_backward(plan, grad_kernels, kernels, attention, block,
                              scale, r0, r1, grads, need_a, need_w)
     grad_a, grad_w, grad_s = grads
     return (engine.grad_input(plan, grad_source, x) if need_x else None,
@@ -576,7 +613,7 @@ def _backward(plan: BlockPlan,
             None if grad_s is None else grad_s.reshape(-1))
 
 
-def _mixing_backward(plan: BlockPlan, grad_kernels, kernels, attention, cells,
+def _mixing_backward(plan: BlockPlan, grad_kernels, kernels, attention, block,
                      scale, r0, r1, grads, need_a, need_w):
     """Adds one block's kernel gradient to ``grads``, the gradients of the
     attention, the cells (if ``need_a``, ``need_w``) and the scale (if not
@@ -592,14 +629,16 @@ def _mixing_backward(plan: BlockPlan, grad_kernels, kernels, attention, cells,
                                       rows).sum(dim=0)
     grad_mixed = to_mixed(plan, grad_kernels, r0, r1, scale)
     if need_a:
-        block = cells[:, r0:r1].reshape(plan.num_cells, -1)
         part = _matmul(grad_mixed, block.t())
         grads[0] = part if grad_a is None else grad_a.add_(part)
     if need_w and grad_w is None:
-        grads[1] = _matmul(attention.t(), grad_mixed).view(cells.shape)
+        grads[1] = _matmul(attention.t(),
+                           grad_mixed).view(plan.num_cells, plan.c_o, plan.c_i)
     elif need_w:
-        block = _matmul(attention.t(), grad_mixed, 'grad_cells')
-        grad_w[:, r0:r1] = block.view(plan.num_cells, rows, plan.c_i)
+        _matmul(
+            attention.t(),
+            grad_mixed,
+            out=grad_w[:, r0:r1].view(plan.num_cells, rows * plan.c_i))
 
 
 def kw_conv_blocked(x: torch.Tensor,

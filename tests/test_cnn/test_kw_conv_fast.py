@@ -10,6 +10,7 @@ import torch.nn as nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 import mmkw.cnn.blocked as blocked
+import mmkw.cnn.native as native
 from mmkw.cnn import (ConvGeometry, KWConv2d, KWLinear, WarehouseManager,
                       kw_conv, kw_conv_blocked, kw_conv_implementation,
                       kw_conv_reference, kw_conv_unfold)
@@ -103,10 +104,15 @@ CASES = [(name, engine) for name in LAYERS for engine in engines_for(name)]
 @pytest.mark.parametrize('batch', [1, 8])
 @pytest.mark.parametrize('with_scale', [False, True])
 @pytest.mark.parametrize('block_bytes', [1, blocked.BLOCK_BYTES])
+@pytest.mark.parametrize('native_mixing', [True, False])
 def test_matches_reference_float32(name, engine, batch, with_scale,
-                                   block_bytes, monkeypatch):
-    """block_bytes=1: one cell row per block (many blocks)."""
+                                   block_bytes, native_mixing, monkeypatch):
+    """block_bytes=1: one cell row per block (many blocks); the mixing
+    products with mmkw's compiled kernel and without it."""
+    if native_mixing and not native.available():
+        pytest.skip('the C++ mixing kernel is not built here')
     monkeypatch.setattr(blocked, 'BLOCK_BYTES', block_bytes)
+    monkeypatch.setattr(blocked, 'NATIVE', native_mixing)
     tensors, geometry = make_inputs(name, batch)
     expected, expected_grads = outputs_and_grads(
         lambda t: reference(t, geometry, with_scale), tensors, with_scale)
