@@ -81,9 +81,50 @@ class _Workspace(threading.local):
 
     def __init__(self):
         self.buffers = {}
+        self.gradients = {}
 
 
 _workspace = _Workspace()
+
+#: Returned warehouse gradients of at least this many elements come from
+#: :func:`_gradient_buffer` (on the CPU).
+GRADIENT_POOL_MIN_NUMEL = 1 << 20
+#: Buffers kept per gradient shape (0: always a fresh tensor).
+GRADIENT_POOL_SIZE = 4
+#: The storage's reference count (a private API; without it, no pool).
+_storage_use_count = getattr(torch._C, '_storage_Use_Count', None)
+
+
+def _gradient_buffer(shape, like: torch.Tensor) -> torch.Tensor:
+    """An uninitialised ``shape`` tensor to return as a warehouse gradient.
+
+    Every KW layer returns a gradient of its whole warehouse (tens of MB in
+    ResNet50's last stages), which autograd adds up over the layers and
+    then frees; a fresh allocation that large costs more in page faults
+    than the product that fills it. So on the CPU these come from a small
+    pool of buffers: a buffer is handed out again only once nothing but
+    the pool holds its storage (autograd, ``param.grad`` and any view hold
+    it while they live). The tensor returned is a separate alias (its own
+    version counter, not a view), as a fresh one would be. (Autograd sums
+    the layers' gradients into one fresh tensor per warehouse and step: it
+    adds in place only into a storage nobody else holds.)
+    """
+    numel = math.prod(shape)
+    if numel < GRADIENT_POOL_MIN_NUMEL or like.device.type != 'cpu' \
+            or _storage_use_count is None or torch.compiler.is_compiling():
+        return like.new_empty(shape)
+    pool = _workspace.gradients.setdefault((tuple(shape), like.dtype), [])
+    for buffer in pool:
+        # Two references: the pool's tensor and the temporary storage.
+        if _storage_use_count(buffer.untyped_storage()._cdata) == 2:
+            break
+    else:
+        buffer = like.new_empty(shape)
+        if len(pool) < GRADIENT_POOL_SIZE:
+            pool.append(buffer)
+        else:
+            return buffer
+    return like.new_empty(0).set_(buffer.untyped_storage(), 0, shape)
 
 
 def _scratch(name: str, shape, like: torch.Tensor) -> torch.Tensor:
@@ -588,7 +629,7 @@ def _backward(plan: BlockPlan,
     # block's the cells gradient.
     grads = [
         None,
-        cells.new_empty(cells.shape)
+        _gradient_buffer(cells.shape, cells)
         if need_w and len(plan.blocks) > 1 else None,
         x.new_zeros(plan.conv.split[1], plan.c_o) if need_s else None
     ]
@@ -632,8 +673,12 @@ def _mixing_backward(plan: BlockPlan, grad_kernels, kernels, attention, block,
         part = _matmul(grad_mixed, block.t())
         grads[0] = part if grad_a is None else grad_a.add_(part)
     if need_w and grad_w is None:
-        grads[1] = _matmul(attention.t(),
-                           grad_mixed).view(plan.num_cells, plan.c_o, plan.c_i)
+        grads[1] = _matmul(
+            attention.t(),
+            grad_mixed,
+            out=_gradient_buffer((plan.num_cells, plan.c_o * plan.c_i),
+                                 grad_mixed)).view(plan.num_cells, plan.c_o,
+                                                   plan.c_i)
     elif need_w:
         _matmul(
             attention.t(),

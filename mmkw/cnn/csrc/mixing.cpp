@@ -28,10 +28,7 @@ namespace {
 
 constexpr int64_t kTile = 64;  // columns per tile (4 x 16 floats)
 constexpr int kRows = 6;       // rows per register block
-#ifndef MMKW_PF
-#define MMKW_PF 2
-#endif
-constexpr int64_t kPrefetch = MMKW_PF * kTile;  // prefetch distance (columns)
+constexpr int64_t kPrefetch = 2 * kTile;  // prefetch distance (columns)
 
 #ifdef MMKW_X86
 // One 6-or-fewer-row block of one tile: C[0:R, j0:j0+width] = A[0:R] @ B.
@@ -100,85 +97,6 @@ using BlockFn = void (*)(const float*, int64_t, int64_t, const float*,
 const BlockFn kBlocks[kRows + 1] = {nullptr,  block<1>, block<2>, block<3>,
                                     block<4>, block<5>, block<6>};
 
-constexpr int kDotRows = 4;     // rows of a per register block
-constexpr int kDotCols = 6;     // rows of b per register block
-constexpr int64_t kChunk = 512;  // columns per pass (L2-sized operands)
-
-__attribute__((target("avx512f"))) inline float sum16(__m512 v) {
-  return _mm512_reduce_add_ps(v);
-}
-
-// c[0:R, 0:S] += a[0:R, l0:l1] . b[0:S, l0:l1] (row by row dot products).
-template <int R, int S>
-__attribute__((target("avx512f"))) void dots(const float* a, int64_t lda,
-                                             const float* b, int64_t ldb,
-                                             int64_t width, float* c,
-                                             int64_t ldc) {
-  __m512 acc[R][S];
-  for (int i = 0; i < R; ++i)
-    for (int j = 0; j < S; ++j) acc[i][j] = _mm512_setzero_ps();
-  int64_t l = 0;
-  for (; l + 16 <= width; l += 16) {
-    __m512 bv[S];
-    for (int j = 0; j < S; ++j) bv[j] = _mm512_loadu_ps(b + j * ldb + l);
-    for (int i = 0; i < R; ++i) {
-      const __m512 av = _mm512_loadu_ps(a + i * lda + l);
-      for (int j = 0; j < S; ++j)
-        acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
-    }
-  }
-  if (l < width) {
-    const __mmask16 mask = static_cast<__mmask16>((1u << (width - l)) - 1u);
-    __m512 bv[S];
-    for (int j = 0; j < S; ++j)
-      bv[j] = _mm512_maskz_loadu_ps(mask, b + j * ldb + l);
-    for (int i = 0; i < R; ++i) {
-      const __m512 av = _mm512_maskz_loadu_ps(mask, a + i * lda + l);
-      for (int j = 0; j < S; ++j)
-        acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
-    }
-  }
-  for (int i = 0; i < R; ++i)
-    for (int j = 0; j < S; ++j) c[i * ldc + j] += sum16(acc[i][j]);
-}
-
-using DotFn = void (*)(const float*, int64_t, const float*, int64_t, int64_t,
-                       float*, int64_t);
-
-template <int R>
-constexpr DotFn dot_row(int s) {
-  return s == 1   ? dots<R, 1>
-         : s == 2 ? dots<R, 2>
-         : s == 3 ? dots<R, 3>
-         : s == 4 ? dots<R, 4>
-         : s == 5 ? dots<R, 5>
-                  : dots<R, 6>;
-}
-
-DotFn dot_fn(int r, int s) {
-  switch (r) {
-    case 1: return dot_row<1>(s);
-    case 2: return dot_row<2>(s);
-    case 3: return dot_row<3>(s);
-    default: return dot_row<4>(s);
-  }
-}
-
-// c[M, S] = a[M, N] @ b[S, N]^T over columns [l0, l1), added to c.
-void dots_range(const float* a, int64_t lda, const float* b, int64_t ldb,
-                int64_t M, int64_t S, int64_t l0, int64_t l1, float* c) {
-  for (int64_t c0 = l0; c0 < l1; c0 += kChunk) {
-    const int64_t width = std::min(kChunk, l1 - c0);
-    for (int64_t i0 = 0; i0 < M; i0 += kDotRows) {
-      const int r = static_cast<int>(std::min<int64_t>(kDotRows, M - i0));
-      for (int64_t j0 = 0; j0 < S; j0 += kDotCols) {
-        const int s = static_cast<int>(std::min<int64_t>(kDotCols, S - j0));
-        dot_fn(r, s)(a + i0 * lda + c0, lda, b + j0 * ldb + c0, ldb, width,
-                     c + i0 * S + j0, S);
-      }
-    }
-  }
-}
 #endif
 
 bool cpu_has_avx512() {
@@ -236,43 +154,9 @@ void mix(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& out) {
 #endif
 }
 
-// out = a @ b.t() (a [M, N], b [S, N]: a long inner dimension, a small
-// result); each thread sums its share of the columns, then the shares are
-// added.
-void mix_t(const torch::Tensor& a, const torch::Tensor& b,
-           torch::Tensor& out) {
-  TORCH_CHECK(available(), "mix_t: this CPU has no AVX-512");
-  check_operand(a, "a");
-  check_operand(b, "b");
-  TORCH_CHECK(out.is_contiguous() && out.scalar_type() == torch::kFloat32,
-              "mix_t: out must be a contiguous float32 tensor");
-  const int64_t M = a.size(0), N = a.size(1), S = b.size(0);
-  TORCH_CHECK(b.size(1) == N && out.dim() == 2 && out.size(0) == M &&
-                  out.size(1) == S,
-              "mix_t: shapes do not match: a ", a.sizes(), ", b ", b.sizes(),
-              ", out ", out.sizes());
-#ifdef MMKW_X86
-  const int64_t threads = at::get_num_threads();
-  auto shares = torch::zeros({threads, M, S}, a.options());
-  const float* pa = a.data_ptr<float>();
-  const float* pb = b.data_ptr<float>();
-  float* ps = shares.data_ptr<float>();
-  const int64_t lda = a.stride(0), ldb = b.stride(0);
-  const int64_t chunks = (N + kChunk - 1) / kChunk;
-  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    float* share = ps + at::get_thread_num() * M * S;
-    dots_range(pa, lda, pb, ldb, M, S, begin * kChunk,
-               std::min(N, end * kChunk), share);
-  });
-  at::sum_out(out, shares, 0);
-#endif
-}
-
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("available", &available,
         "Whether this CPU runs the kernel (x86-64 with AVX-512).");
   m.def("mix", &mix, "out = a @ b (float32, CPU; rows of b and out may be "
                      "strided).");
-  m.def("mix_t", &mix_t, "out = a @ b.t() (float32, CPU; rows of a and b "
-                         "may be strided).");
 }
