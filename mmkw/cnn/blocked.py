@@ -46,6 +46,7 @@ import contextlib
 import functools
 import math
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
@@ -545,7 +546,7 @@ class BlockedKWConv(torch.autograd.Function):
         saved = ctx.saved_tensors
         dtype = ctx.plan.dtype
         with _no_autocast(grad_out):
-            args = [None if t is None else t.to(dtype) for t in saved[:4]]
+            args = [_cast(t, dtype, i == 2) for i, t in enumerate(saved[:4])]
             grads = _backward(ctx.plan, grad_out.to(dtype), *args,
                               ctx.needs_input_grad[:4], saved[4])
         dtypes = [ctx.x_dtype
@@ -554,13 +555,45 @@ class BlockedKWConv(torch.autograd.Function):
         return (*grads, None)
 
 
+class _CastCache(threading.local):
+    """Warehouses cast to autocast's dtype: ``(id, dtype) -> (weak
+    reference, (data pointer, version), cast)`` (one set per thread)."""
+
+    def __init__(self):
+        self.entries = {}
+
+
+_cast_cache = _CastCache()
+
+
+def _cast(t: Optional[torch.Tensor], dtype, cached: bool = False):
+    """``t`` in ``dtype``. With ``cached``, a leaf (a warehouse: several
+    layers read it, in forward and backward) is cast once per value, as
+    autocast does for the weights of the layers it casts; the cast is made
+    again once the tensor changes (an optimizer step, a load) and dropped
+    with it."""
+    if t is None or t.dtype == dtype:
+        return t
+    if not cached or not t.is_leaf or torch.compiler.is_compiling():
+        return t.to(dtype)
+    key, value = (id(t), dtype), (t.data_ptr(), t._version)
+    entry = _cast_cache.entries.get(key)
+    if entry is not None and entry[0]() is t and entry[1] == value:
+        return entry[2]
+    entries = _cast_cache.entries
+    cast = t.to(dtype)
+    entries[key] = (weakref.ref(t,
+                                lambda _: entries.pop(key, None)), value, cast)
+    return cast
+
+
 def _cast_and_forward(plan: BlockPlan, x, attention, warehouse, scale,
                       keep: bool):
     """:func:`_forward` in ``plan.dtype`` (autocast's), autocast off."""
     dtype = plan.dtype
     with _no_autocast(x):
         args = [
-            t if t is None or t.dtype == dtype else t.to(dtype)
+            _cast(t, dtype, t is warehouse)
             for t in (x, attention, warehouse, scale)
         ]
         return _forward(plan, *args, keep)

@@ -135,3 +135,34 @@ def test_autocast_keeps_the_cast_input_for_backward():
     assert (tuple(x.shape), torch.float32) not in kept
     out.float().sum().backward()
     assert x.grad.dtype == torch.float32
+
+
+def test_a_warehouse_is_cast_again_once_it_changes():
+    """Under autocast the fast path casts each warehouse once per value
+    (several layers read it): an optimizer step, a ``copy_`` or a new
+    ``.data`` must reach the next call, and a dropped warehouse takes its
+    cast along."""
+    tensors, geometry = make_inputs('3x3, G_o=2', 2)
+    x, alpha = tensors['x'], tensors['attention']
+
+    def run(warehouse):
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            return kw_conv_blocked(x, alpha, warehouse, geometry).float()
+
+    def check(warehouse):
+        assert torch.equal(run(warehouse), run(warehouse.detach().clone()))
+
+    warehouse = torch.nn.Parameter(tensors['warehouse'].clone())
+    check(warehouse)
+    run(warehouse).sum().backward()
+    torch.optim.SGD([warehouse], lr=10.0).step()
+    check(warehouse)
+    with torch.no_grad():
+        warehouse.copy_(-warehouse)
+    check(warehouse)
+    warehouse.data = torch.randn_like(warehouse)
+    check(warehouse)
+    key = (id(warehouse), torch.bfloat16)
+    assert key in blocked._cast_cache.entries
+    del warehouse
+    assert key not in blocked._cast_cache.entries
