@@ -14,7 +14,7 @@ GEOMETRY = ConvGeometry((16, 8, 3, 3), (1, 1), (1, 1), (1, 1), 1, (9, 2, 1))
 def small_pool(monkeypatch):
     """Pool every gradient, however small; a fresh pool for each test."""
     monkeypatch.setattr(blocked, 'GRADIENT_POOL_MIN_NUMEL', 1)
-    monkeypatch.setattr(blocked._workspace, 'gradients', {})
+    monkeypatch.setattr(blocked._workspace, 'gradients', [])
 
 
 def two_layers(warehouse, seed, block_bytes=None):
@@ -54,8 +54,8 @@ def test_kept_gradients_never_change(block_bytes):
 @pytest.mark.parametrize('set_to_none', [True, False])
 def test_training_steps_equal_fresh_gradients(set_to_none, monkeypatch):
 
-    def train(pool_size):
-        monkeypatch.setattr(blocked, 'GRADIENT_POOL_SIZE', pool_size)
+    def train(pool_bytes):
+        monkeypatch.setattr(blocked, 'GRADIENT_POOL_BYTES', pool_bytes)
         warehouse = torch.nn.Parameter(
             torch.randn(
                 5, 8, 8, 1, 1, generator=torch.Generator().manual_seed(0)))
@@ -66,7 +66,7 @@ def test_training_steps_equal_fresh_gradients(set_to_none, monkeypatch):
             opt.step()
         return warehouse.detach()
 
-    pooled = train(blocked.GRADIENT_POOL_SIZE)
+    pooled = train(blocked.GRADIENT_POOL_BYTES)
     assert torch.isfinite(pooled).all()
     assert torch.equal(pooled, train(0))
 
@@ -86,3 +86,21 @@ def test_a_buffer_is_reused_once_freed():
     again = blocked._gradient_buffer((6, 7), like)
     assert again.data_ptr() == pointer
     assert not again._is_view() and again.shape == (6, 7)
+
+
+def test_the_pool_keeps_to_its_budget(monkeypatch):
+    """Free buffers of other shapes make way, least recently used first;
+    a buffer that does not fit is handed out unpooled."""
+    like = torch.empty(0)
+    monkeypatch.setattr(blocked, 'GRADIENT_POOL_BYTES', 2 * 4 * 100)
+    a = blocked._gradient_buffer((10, 10), like).data_ptr()
+    b = blocked._gradient_buffer((5, 20), like).data_ptr()
+    pool = blocked._workspace.gradients
+    assert [t.data_ptr() for t in pool] == [a, b]
+    blocked._gradient_buffer((4, 25), like)  # drops a, the older
+    assert [t.data_ptr() for t in pool][0] == b and len(pool) == 2
+    held = blocked._gradient_buffer((5, 20), like)  # b again
+    assert held.data_ptr() == b
+    blocked._gradient_buffer((3, 100), like)  # too big beside b: unpooled
+    assert sum([t.nbytes for t in pool]) <= blocked.GRADIENT_POOL_BYTES
+    assert b in [t.data_ptr() for t in pool]
