@@ -56,6 +56,13 @@ def kw_conv_bn_eval_control(bn: _BatchNorm, conv: KWConvNd,
         shift = shift + conv.bias * scale
     if bn.bias is not None:
         shift = shift + bn.bias
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        # As MMEngine's fold of a plain conv, whose bias autocast casts with
+        # its weight: the output stays in autocast's dtype (a float32 shift
+        # would promote it, and every activation after it, to float32).
+        dtype = torch.get_autocast_dtype(device)
+        scale, shift = scale.to(dtype), shift.to(dtype)
     return conv(x, out_scale=scale, out_bias=shift)
 
 

@@ -115,6 +115,30 @@ def test_folding_saves_the_conv_outputs():
     assert fused < 0.75 * unfused, (fused, unfused)
 
 
+def test_folding_under_bf16_autocast_stays_bf16_and_saves_bytes():
+    """As MMEngine's fold of a plain conv: the folded KW conv's output is
+    in autocast's dtype (a float32 shift would promote every activation
+    after it), the outputs match the unfolded model's and fewer bytes are
+    kept for backward."""
+    backbone, folded, *_ = folded_pair('resnet50')
+    x = torch.randn(2, 3, 64, 64)
+    weights = {p.untyped_storage().data_ptr() for p in backbone.parameters()}
+    weights |= {p.untyped_storage().data_ptr() for p in folded.parameters()}
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        conv = folded.layer1[0].conv2
+        assert kw_conv_bn_eval_control(folded.layer1[0].bn2, conv,
+                                       torch.randn(2, 64, 16, 16)).dtype \
+            == torch.bfloat16
+        expected, got = backbone(x), folded(x)
+        unfused = saved_tensor_bytes(lambda: backbone(x), exclude=weights)
+        fused = saved_tensor_bytes(lambda: folded(x), exclude=weights)
+    for a, b in zip(expected, got):
+        assert b.dtype == a.dtype
+        err = (b.float() - a.float()).abs().max()
+        assert err <= 0.05 * a.float().abs().max()
+    assert fused < 0.9 * unfused, (fused, unfused)
+
+
 def test_runner_calls_the_kw_aware_pass():
     from mmengine.runner import runner
     assert runner.turn_on_efficient_conv_bn_eval is \
