@@ -334,7 +334,8 @@ def cell_block(plan: BlockPlan, cells, r0, r1, transposed=False):
 
 
 def mixed(plan: BlockPlan, attention, block):
-    """``[B*m, rows*c_i]``: rows r0:r1 of every mixture's cell."""
+    """``[B*m, rows*c_i]``: every mixture's rows of its cell, from the
+    cells' ``block`` of rows (:func:`cell_block`)."""
     return _matmul(attention, block, 'mixed')
 
 
