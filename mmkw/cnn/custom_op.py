@@ -30,7 +30,6 @@ gradients come back in their own dtypes, as in eager mode.
 Unlike the eager path, the op never keeps per-sample kernels for backward
 (depthwise layers recompute them, which costs little: they are small).
 """
-import contextlib
 from typing import List, Optional, Sequence
 
 import torch
@@ -59,20 +58,6 @@ def _geometry(weight_shape: Sequence[int], stride: Sequence[int],
     return ConvGeometry(weight_shape, stride, padding, dilation, groups, split)
 
 
-def _autocast_off(x: torch.Tensor):
-    """Autocast off for ``x``'s device: the ops compute in ``x``'s dtype."""
-    device = x.device.type
-    if torch.is_autocast_enabled(device):
-        return torch.autocast(device, enabled=False)
-    return contextlib.nullcontext()
-
-
-def _as(tensor: Optional[torch.Tensor], dtype: torch.dtype):
-    if tensor is None or tensor.dtype == dtype:
-        return tensor
-    return tensor.to(dtype)
-
-
 # The seam to mmkw.cnn.blocked: the plan of one call, its forward and its
 # backward (the same functions BlockedKWConv runs).
 def _blocked_forward(x, attention, warehouse, out_scale, geometry):
@@ -98,10 +83,10 @@ def _forward_op(x: torch.Tensor, attention: torch.Tensor,
     geometry = _geometry(weight_shape, stride, padding, dilation, groups,
                          split)
     dtype = x.dtype
-    with _autocast_off(x):
-        return _blocked_forward(x, _as(attention,
-                                       dtype), _as(warehouse, dtype),
-                                _as(out_scale, dtype), geometry)
+    with blocked._no_autocast(x):
+        return _blocked_forward(x, blocked._cast(attention, dtype),
+                                blocked._cast(warehouse, dtype, cached=True),
+                                blocked._cast(out_scale, dtype), geometry)
 
 
 @_forward_op.register_fake
@@ -127,12 +112,13 @@ def _backward_op(grad: torch.Tensor, x: torch.Tensor, attention: torch.Tensor,
     needs[3] = needs[3] and out_scale is not None
     inputs = (x, attention, warehouse, out_scale)
     dtype = x.dtype
-    with _autocast_off(x):
+    with blocked._no_autocast(x):
         grads = _blocked_backward(
-            _as(grad, dtype), x, _as(attention, dtype), _as(warehouse, dtype),
-            _as(out_scale, dtype), geometry, needs)
+            blocked._cast(grad, dtype), x, blocked._cast(attention, dtype),
+            blocked._cast(warehouse, dtype, cached=True),
+            blocked._cast(out_scale, dtype), geometry, needs)
     return [
-        _as(g, t.dtype) if need else x.new_empty(0)
+        blocked._cast(g, t.dtype) if need else x.new_empty(0)
         for g, t, need in zip(grads, inputs, needs)
     ]
 
@@ -167,13 +153,6 @@ def _autograd_backward(ctx, grad):
 _forward_op.register_autograd(_autograd_backward, setup_context=_setup_context)
 
 
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    device = x.device.type
-    if torch.is_autocast_enabled(device):
-        return torch.get_autocast_dtype(device)
-    return x.dtype
-
-
 def kw_conv_op(x: torch.Tensor,
                attention: torch.Tensor,
                warehouse: torch.Tensor,
@@ -183,7 +162,7 @@ def kw_conv_op(x: torch.Tensor,
     """:func:`~mmkw.cnn.kw_conv_blocked` through the custom op (what
     :func:`~mmkw.cnn.kw_conv` runs under ``torch.compile``); arguments and
     result as :func:`~mmkw.cnn.kw_conv`."""
-    x = _as(x, _compute_dtype(x))
+    x = blocked._cast(x, blocked._compute_dtype(x))
     out = torch.ops.mmkw.kw_conv_blocked(x, attention, warehouse, out_scale,
                                          *geometry_args(geometry))
     if bias is not None:

@@ -15,10 +15,13 @@ except ImportError:  # not built, or built against another torch
 
 __all__ = ['available', 'mix']
 
+#: Asked once: the fast path asks for every mixing product.
+_AVAILABLE = _native is not None and _native.available()
+
 
 def available() -> bool:
     """Whether the kernel is built and this CPU runs it."""
-    return _native is not None and _native.available()
+    return _AVAILABLE
 
 
 def mix(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
