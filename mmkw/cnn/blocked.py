@@ -282,17 +282,32 @@ def _onednn(a: torch.Tensor, b: torch.Tensor) -> bool:
             and (b.is_contiguous() or b.t().is_contiguous()))
 
 
-#: Whether the float32 CPU mixing products may use mmkw's compiled kernel
-#: (:mod:`~mmkw.cnn.native`) where it is built; tests pin both ways.
+#: Whether the CPU mixing products (float32, or bf16 under autocast) may
+#: use mmkw's compiled kernel (:mod:`~mmkw.cnn.native`) where it is built;
+#: tests pin both ways.
 NATIVE = True
 
 
 def _native_ok(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Whether :func:`_matmul` runs mmkw's compiled kernel for ``a @ b``:
-    float32 on a CPU it runs on, eager, the rows of ``b`` contiguous."""
-    return (NATIVE and a.dtype == torch.float32 and a.device.type == 'cpu'
-            and native.available() and not torch.compiler.is_compiling()
+    float32 or bf16 on a CPU it runs on, eager, the rows of ``b``
+    contiguous."""
+    return (NATIVE and a.device.type == 'cpu' and b.dtype == a.dtype
+            and native.available(a.dtype)
+            and not torch.compiler.is_compiling()
             and (b.stride(1) == 1 or b.shape[1] == 1))
+
+
+def _cell_gradient(shape, attention: torch.Tensor,
+                   operand: torch.Tensor) -> torch.Tensor:
+    """A buffer for the gradient of the cells (``attention.t() @ ...``,
+    the other operand like ``operand``): float32 where the compiled kernel
+    sums bf16 products into float32 (the warehouse is float32: a bf16
+    gradient would be rounded and cast back), else in the products'
+    dtype."""
+    if operand.dtype == torch.bfloat16 and _native_ok(attention, operand):
+        operand = operand.new_empty(0, dtype=torch.float32)
+    return _gradient_buffer(shape, operand)
 
 
 def _matmul(a: torch.Tensor, b: torch.Tensor, name=None, out=None):
@@ -304,8 +319,9 @@ def _matmul(a: torch.Tensor, b: torch.Tensor, name=None, out=None):
     (:mod:`~mmkw.cnn.native`) when it is built and ``b``'s rows are
     contiguous, else through oneDNN's inner product: MKL's ``mm`` ran the
     ResNet50 mixing products at half of oneDNN's rate (a third at batch 1,
-    where ``a`` has 4-9 rows; AMD EPYC, 2 threads). Otherwise
-    ``torch.mm``.
+    where ``a`` has 4-9 rows; AMD EPYC, 2 threads). In bf16 they run
+    through the compiled kernel where the CPU has AVX512_BF16 (``out`` may
+    then be float32). Otherwise ``torch.mm``.
     """
     shape = (a.shape[0], b.shape[1])
     if _native_ok(a, b):
@@ -677,7 +693,7 @@ def _backward(plan: BlockPlan,
     # block's the cells gradient.
     grads = [
         None,
-        _gradient_buffer(cells.shape, cells)
+        _cell_gradient(cells.shape, attention, cells)
         if need_w and len(plan.blocks) > 1 else None,
         x.new_zeros(plan.conv.split[1], plan.c_o) if need_s else None
     ]
@@ -721,12 +737,11 @@ def _mixing_backward(plan: BlockPlan, grad_kernels, kernels, attention, block,
         part = _matmul(grad_mixed, block.t())
         grads[0] = part if grad_a is None else grad_a.add_(part)
     if need_w and grad_w is None:
+        buffer = _cell_gradient((plan.num_cells, plan.c_o * plan.c_i),
+                                attention, grad_mixed)
         grads[1] = _matmul(
-            attention.t(),
-            grad_mixed,
-            out=_gradient_buffer((plan.num_cells, plan.c_o * plan.c_i),
-                                 grad_mixed)).view(plan.num_cells, plan.c_o,
-                                                   plan.c_i)
+            attention.t(), grad_mixed,
+            out=buffer).view(plan.num_cells, plan.c_o, plan.c_i)
     elif need_w:
         _matmul(
             attention.t(),

@@ -23,6 +23,7 @@ import torch
 from test_kw_conv_fast import CASES, LAYERS, make_inputs
 
 import mmkw.cnn.blocked as blocked
+import mmkw.cnn.native as native
 from mmkw.cnn import kw_conv, kw_conv_blocked, kw_conv_implementation
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -69,13 +70,25 @@ def _assert_within_bf16_tolerance(got, expected, name):
         'the norm'
 
 
+def _mixing_kernel(monkeypatch, native_mixing):
+    """The bf16 mixing products through mmkw's compiled kernel, or through
+    ``torch.mm``."""
+    if native_mixing and not native.available(torch.bfloat16):
+        pytest.skip('the compiled bf16 mixing kernel is not built or this '
+                    'CPU has no AVX512_BF16')
+    monkeypatch.setattr(blocked, 'NATIVE', native_mixing)
+
+
 @pytest.mark.parametrize('name,engine', CASES)
 @pytest.mark.parametrize('with_scale', [False, True])
 @pytest.mark.parametrize('block_bytes', [1, blocked.BLOCK_BYTES])
+@pytest.mark.parametrize('native_mixing', [True, False])
 def test_autocast_matches_float32_reference(name, engine, with_scale,
-                                            block_bytes, monkeypatch):
+                                            block_bytes, native_mixing,
+                                            monkeypatch):
     """block_bytes=1: one cell row per block (many blocks)."""
     monkeypatch.setattr(blocked, 'BLOCK_BYTES', block_bytes)
+    _mixing_kernel(monkeypatch, native_mixing)
     tensors, geometry = make_inputs(name, 4)
     expected, expected_grads = _float32_reference(tensors, geometry,
                                                   with_scale)
@@ -96,9 +109,12 @@ def test_autocast_matches_float32_reference(name, engine, with_scale,
 
 
 @pytest.mark.parametrize('name', list(LAYERS))
-def test_bf16_tensors_match_float32_reference(name):
+@pytest.mark.parametrize('native_mixing', [True, False])
+def test_bf16_tensors_match_float32_reference(name, native_mixing,
+                                              monkeypatch):
     """A layer in bf16 (``.to(torch.bfloat16)``, no autocast): the same
     bf16 values through the float32 reference."""
+    _mixing_kernel(monkeypatch, native_mixing)
     tensors, geometry = make_inputs(name, 4)
     tensors = {k: v.to(torch.bfloat16) for k, v in tensors.items()}
     expected, expected_grads = _float32_reference(tensors, geometry, True)
