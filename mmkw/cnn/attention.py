@@ -39,6 +39,23 @@ def _synced(norm: nn.Module) -> bool:
         and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def _spatial_mean(x: torch.Tensor) -> torch.Tensor:
+    """The global average pool, ``[B, C, *spatial] -> [B, C]``.
+
+    A bf16 tensor on the CPU (under autocast) is summed (float32
+    accumulation, a bf16 result) and then divided: PyTorch's bf16 ``mean``
+    on the CPU copies its input to float32 first, and took 19 ms for a
+    ``[8, 96, 112, 112]`` MobileNetV2 activation against 0.4 ms for the
+    sum (2 threads); in KW-MobileNetV2 at batch 8 the pools took a sixth of
+    the step.
+    """
+    flat = x.flatten(2)
+    if isinstance(x, torch.Tensor) and x.dtype == torch.bfloat16 \
+            and x.device.type == 'cpu':
+        return flat.sum(dim=-1).div_(flat.shape[-1])
+    return flat.mean(dim=-1)
+
+
 class KWAttention(nn.Module):
     """Mixture weights of a KW layer's cells over its warehouse.
 
@@ -184,8 +201,7 @@ class KWAttention(nn.Module):
 
     def _hidden(self, x: torch.Tensor) -> torch.Tensor:
         """Pool, ``fc1``, norm, ReLU: the features every head reads."""
-        pooled = x.flatten(2).mean(dim=-1)
-        return self.act1(self._normalize(self.fc1(pooled)))
+        return self.act1(self._normalize(self.fc1(_spatial_mean(x))))
 
     def forward(self, x: torch.Tensor) -> AttentionOutput:
         return AttentionOutput(self._mixture(self._hidden(x)))

@@ -25,6 +25,7 @@ from test_kw_conv_fast import CASES, LAYERS, make_inputs
 import mmkw.cnn.blocked as blocked
 import mmkw.cnn.native as native
 from mmkw.cnn import kw_conv, kw_conv_blocked, kw_conv_implementation
+from mmkw.cnn.attention import _spatial_mean
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -182,3 +183,25 @@ def test_a_warehouse_is_cast_again_once_it_changes():
     assert key in blocked._cast_cache.entries
     del warehouse
     assert key not in blocked._cast_cache.entries
+
+
+@pytest.mark.parametrize('spatial', [(50, ), (24, 24), (4, 6, 5)])
+def test_attention_pool_sums_bf16_itself(spatial):
+    """The attention's global pool of a bf16 input (a sum with float32
+    accumulation, then a division: PyTorch's bf16 ``mean`` on the CPU
+    copies the input to float32 first) is the mean within two bf16
+    roundings, and its gradient is 1 / n everywhere; float32 inputs take
+    ``mean`` itself."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 32, *spatial, generator=gen) + 0.5
+    expected = x.double().flatten(2).mean(-1)
+    leaf = x.to(torch.bfloat16).requires_grad_()
+    pooled = _spatial_mean(leaf)
+    assert pooled.dtype == torch.bfloat16
+    error = (pooled.double() - leaf.double().flatten(2).mean(-1)).abs()
+    assert (error <= 2**-7 * expected.abs() + 1e-6).all()
+    pooled.float().sum().backward()
+    n = x[0, 0].numel()
+    torch.testing.assert_close(
+        leaf.grad.float(), torch.full_like(x, 1 / n), rtol=2**-8, atol=0)
+    assert torch.equal(_spatial_mean(x), x.flatten(2).mean(-1))
