@@ -28,7 +28,11 @@ def saved_tensor_bytes(step: Callable, exclude: Collection[int] = ()) -> int:
         storage = tensor.untyped_storage()
         if storage.data_ptr() not in exclude:
             seen[storage.data_ptr()] = storage.nbytes()
-        return tensor
+        # Kept detached: a saved tensor packed with its own grad_fn (the
+        # output of autocast's weight cast, saved by the conv reading it)
+        # would hold the graph that holds it, a cycle that kept whole models
+        # alive (gigabytes per call under autocast).
+        return tensor.detach()
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         step()
