@@ -17,11 +17,14 @@ def test_leaves_no_model_alive_under_autocast():
     """Under autocast the convs save the casts of their weights, outputs
     of a graph node: packed with their graph, they held it (and the model)
     in a cycle nothing collected."""
-    net = _net()
-    alive = [weakref.ref(p) for p in net.parameters()]
-    with torch.autocast('cpu', torch.bfloat16):
-        assert saved_tensor_bytes(
-            lambda: net(torch.randn(2, 3, 10, 10)).float().sum()) > 0
-    del net
+
+    def measure():
+        net = _net()
+        with torch.autocast('cpu', torch.bfloat16):
+            assert saved_tensor_bytes(
+                lambda: net(torch.randn(2, 3, 10, 10)).float().sum()) > 0
+        return [weakref.ref(p) for p in net.parameters()]
+
+    alive = measure()
     gc.collect()
     assert not any(ref() is not None for ref in alive)
