@@ -97,8 +97,11 @@ GRADIENT_POOL_BYTES = 256 << 20
 _storage_use_count = getattr(torch._C, '_storage_Use_Count', None)
 
 
-def _gradient_buffer(shape, like: torch.Tensor) -> torch.Tensor:
-    """An uninitialised ``shape`` tensor to return as a warehouse gradient.
+def _gradient_buffer(shape,
+                     like: torch.Tensor,
+                     dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """An uninitialised ``shape`` tensor on ``like``'s device, in ``dtype``
+    (default ``like``'s), to return as a warehouse gradient.
 
     Every KW layer returns a gradient of its whole warehouse (tens of MB in
     ResNet50's last stages), which autograd adds up over the layers and
@@ -112,10 +115,11 @@ def _gradient_buffer(shape, like: torch.Tensor) -> torch.Tensor:
     into one fresh tensor per warehouse and step: it adds in place only
     into a storage nobody else holds.)
     """
+    dtype = like.dtype if dtype is None else dtype
     numel = math.prod(shape)
     if numel < GRADIENT_POOL_MIN_NUMEL or like.device.type != 'cpu' \
             or _storage_use_count is None or torch.compiler.is_compiling():
-        return like.new_empty(shape)
+        return like.new_empty(shape, dtype=dtype)
     pool = _workspace.gradients
     shape = tuple(shape)
     free = [
@@ -123,11 +127,11 @@ def _gradient_buffer(shape, like: torch.Tensor) -> torch.Tensor:
         for buffer in pool  # held by the pool and the temporary storage
     ]
     for i, buffer in enumerate(pool):
-        if free[i] and buffer.shape == shape and buffer.dtype == like.dtype:
+        if free[i] and buffer.shape == shape and buffer.dtype == dtype:
             pool.append(pool.pop(i))
             break
     else:
-        buffer = like.new_empty(shape)
+        buffer = like.new_empty(shape, dtype=dtype)
         used = buffer.nbytes + sum([b.nbytes for b in pool])
         kept = []
         for held, is_free in zip(pool, free):  # least recently used first
@@ -306,7 +310,7 @@ def _cell_gradient(shape, attention: torch.Tensor,
     gradient would be rounded and cast back), else in the products'
     dtype."""
     if operand.dtype == torch.bfloat16 and _native_ok(attention, operand):
-        operand = operand.new_empty(0, dtype=torch.float32)
+        return _gradient_buffer(shape, operand, torch.float32)
     return _gradient_buffer(shape, operand)
 
 

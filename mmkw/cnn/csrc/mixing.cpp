@@ -64,6 +64,13 @@ struct Masks {
   }
 };
 
+// The accumulators of a block of R rows, zeroed (float32 and bf16 blocks).
+template <int R>
+MMKW_F32_TARGET inline void zero(__m512 (&acc)[R][4]) {
+  for (int i = 0; i < R; ++i)
+    for (int v = 0; v < 4; ++v) acc[i][v] = _mm512_setzero_ps();
+}
+
 // -- float32 ---------------------------------------------------------------
 // acc[0:R] += A[0:R, k] * B[k, tile], B's row given as 4 vectors.
 template <int R>
@@ -83,8 +90,7 @@ MMKW_F32_TARGET void block_f32(const float* a, int64_t lda, int64_t K,
                                const float* b, int64_t ldb, float* c,
                                int64_t ldc, int64_t width) {
   __m512 acc[R][4];
-  for (int i = 0; i < R; ++i)
-    for (int v = 0; v < 4; ++v) acc[i][v] = _mm512_setzero_ps();
+  zero(acc);
   const Masks masks(width);
   if (width == kTile) {
     for (int64_t k = 0; k < K; ++k) {
@@ -190,8 +196,7 @@ MMKW_BF16_TARGET void block_bf16(const uint16_t* a, int64_t lda, int64_t K,
                                  const uint16_t* b, int64_t ldb, Out* c,
                                  int64_t ldc, int64_t width) {
   __m512 acc[R][4];
-  for (int i = 0; i < R; ++i)
-    for (int v = 0; v < 4; ++v) acc[i][v] = _mm512_setzero_ps();
+  zero(acc);
   const Masks masks(width);
   const int64_t even = K & ~int64_t(1);
   __m512bh bv[4];
