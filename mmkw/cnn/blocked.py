@@ -302,14 +302,46 @@ def _native_ok(a: torch.Tensor, b: torch.Tensor) -> bool:
             and (b.stride(1) == 1 or b.shape[1] == 1))
 
 
+#: Whether oneDNN runs bf16 / fp16 products on this CPU (AVX512_BF16,
+#: AVX512_FP16 or AMX); without it PyTorch's half-precision ``mm`` falls to
+#: a reference loop.
+_HALF_PRODUCTS = {
+    torch.bfloat16:
+    torch.backends.mkldnn.is_available()
+    and torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+    torch.float16:
+    torch.backends.mkldnn.is_available()
+    and torch.ops.mkldnn._is_mkldnn_fp16_supported(),
+}
+
+
+def _products_upcast(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether the mixing products of ``dtype`` operands on ``device`` run
+    in float32 instead: half precision on a CPU where neither mmkw's
+    compiled kernel nor oneDNN runs it, where PyTorch's bf16 ``mm`` is a
+    reference loop (50x slower than float32 for a ResNet50 mixing product
+    on an AVX2 EPYC, 2 threads). The sums are then float32, as in the
+    compiled kernel, and the warehouse is read in float32
+    (:func:`_cast_warehouse`)."""
+    return (dtype in _HALF_PRODUCTS and device.type == 'cpu'
+            and not _HALF_PRODUCTS[dtype]
+            and not (NATIVE and native.available(dtype)))
+
+
+def _upcast(a: torch.Tensor) -> bool:
+    """:func:`_products_upcast` for a product with ``a``."""
+    return _products_upcast(a.dtype, a.device)
+
+
 def _cell_gradient(shape, attention: torch.Tensor,
                    operand: torch.Tensor) -> torch.Tensor:
     """A buffer for the gradient of the cells (``attention.t() @ ...``,
-    the other operand like ``operand``): float32 where the compiled kernel
-    sums bf16 products into float32 (the warehouse is float32: a bf16
-    gradient would be rounded and cast back), else in the products'
-    dtype."""
-    if operand.dtype == torch.bfloat16 and _native_ok(attention, operand):
+    the other operand like ``operand``): float32 where the bf16 products
+    are summed in float32 (by the compiled kernel, or upcast,
+    :func:`_upcast`; the warehouse is float32: a bf16 gradient would be
+    rounded and cast back), else in the products' dtype."""
+    if (operand.dtype == torch.bfloat16
+            and _native_ok(attention, operand)) or _upcast(attention):
         return _gradient_buffer(shape, operand, torch.float32)
     return _gradient_buffer(shape, operand)
 
@@ -325,9 +357,13 @@ def _matmul(a: torch.Tensor, b: torch.Tensor, name=None, out=None):
     ResNet50 mixing products at half of oneDNN's rate (a third at batch 1,
     where ``a`` has 4-9 rows; AMD EPYC, 2 threads). In bf16 they run
     through the compiled kernel where the CPU has AVX512_BF16 (``out`` may
-    then be float32). Otherwise ``torch.mm``.
+    then be float32), and in float32 where the CPU has no half-precision
+    products at all (:func:`_upcast`). Otherwise ``torch.mm``.
     """
     shape = (a.shape[0], b.shape[1])
+    if _upcast(a):
+        result = _matmul(a.float(), b.float())
+        return result.to(a.dtype) if out is None else out.copy_(result)
     if _native_ok(a, b):
         if out is None:
             out = a.new_empty(shape) if name is None else _scratch(
@@ -581,7 +617,9 @@ class BlockedKWConv(torch.autograd.Function):
         saved = ctx.saved_tensors
         dtype = ctx.plan.dtype
         with _no_autocast(grad_out):
-            args = [_cast(t, dtype, i == 2) for i, t in enumerate(saved[:4])]
+            x, attention, warehouse, scale = saved[:4]
+            args = (_cast(x, dtype), _cast(attention, dtype),
+                    _cast_warehouse(warehouse, dtype), _cast(scale, dtype))
             grads = _backward(ctx.plan, grad_out.to(dtype), *args,
                               ctx.needs_input_grad[:4], saved[4])
         dtypes = [ctx.x_dtype
@@ -622,16 +660,23 @@ def _cast(t: Optional[torch.Tensor], dtype, cached: bool = False):
     return cast
 
 
+def _cast_warehouse(warehouse: Optional[torch.Tensor], dtype):
+    """The warehouse for products in ``dtype`` (cast once per value,
+    :func:`_cast`), left in float32 where those products run in float32
+    (:func:`_products_upcast`)."""
+    if warehouse is not None and _products_upcast(dtype, warehouse.device):
+        dtype = torch.float32
+    return _cast(warehouse, dtype, cached=True)
+
+
 def _cast_and_forward(plan: BlockPlan, x, attention, warehouse, scale,
                       keep: bool):
     """:func:`_forward` in ``plan.dtype`` (autocast's), autocast off."""
     dtype = plan.dtype
     with _no_autocast(x):
-        args = [
-            _cast(t, dtype, t is warehouse)
-            for t in (x, attention, warehouse, scale)
-        ]
-        return _forward(plan, *args, keep)
+        return _forward(plan, _cast(x, dtype), _cast(attention, dtype),
+                        _cast_warehouse(warehouse, dtype), _cast(scale, dtype),
+                        keep)
 
 
 def _channel_view(scale: torch.Tensor, dims: int) -> torch.Tensor:

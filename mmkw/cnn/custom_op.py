@@ -85,7 +85,7 @@ def _forward_op(x: torch.Tensor, attention: torch.Tensor,
     dtype = x.dtype
     with blocked._no_autocast(x):
         return _blocked_forward(x, blocked._cast(attention, dtype),
-                                blocked._cast(warehouse, dtype, cached=True),
+                                blocked._cast_warehouse(warehouse, dtype),
                                 blocked._cast(out_scale, dtype), geometry)
 
 
@@ -115,7 +115,7 @@ def _backward_op(grad: torch.Tensor, x: torch.Tensor, attention: torch.Tensor,
     with blocked._no_autocast(x):
         grads = _blocked_backward(
             blocked._cast(grad, dtype), x, blocked._cast(attention, dtype),
-            blocked._cast(warehouse, dtype, cached=True),
+            blocked._cast_warehouse(warehouse, dtype),
             blocked._cast(out_scale, dtype), geometry, needs)
     return [
         blocked._cast(g, t.dtype) if need else x.new_empty(0)

@@ -71,25 +71,32 @@ def _assert_within_bf16_tolerance(got, expected, name):
         'the norm'
 
 
-def _mixing_kernel(monkeypatch, native_mixing):
-    """The bf16 mixing products through mmkw's compiled kernel, or through
-    ``torch.mm``."""
-    if native_mixing and not native.available(torch.bfloat16):
+#: How the bf16 mixing products run: mmkw's compiled kernel, ``torch.mm``
+#: in bf16 (oneDNN where the CPU has bf16 products, else a reference loop),
+#: or in float32 (a CPU with neither).
+MIXINGS = ('native', 'bf16', 'upcast')
+
+
+def _mixing_kernel(monkeypatch, mixing):
+    """The bf16 mixing products as ``mixing`` (one of :data:`MIXINGS`)
+    says, on any CPU."""
+    if mixing == 'native' and not native.available(torch.bfloat16):
         pytest.skip('the compiled bf16 mixing kernel is not built or this '
                     'CPU has no AVX512_BF16')
-    monkeypatch.setattr(blocked, 'NATIVE', native_mixing)
+    monkeypatch.setattr(blocked, 'NATIVE', mixing == 'native')
+    monkeypatch.setitem(blocked._HALF_PRODUCTS, torch.bfloat16,
+                        mixing == 'bf16')
 
 
 @pytest.mark.parametrize('name,engine', CASES)
 @pytest.mark.parametrize('with_scale', [False, True])
 @pytest.mark.parametrize('block_bytes', [1, blocked.BLOCK_BYTES])
-@pytest.mark.parametrize('native_mixing', [True, False])
+@pytest.mark.parametrize('mixing', MIXINGS)
 def test_autocast_matches_float32_reference(name, engine, with_scale,
-                                            block_bytes, native_mixing,
-                                            monkeypatch):
+                                            block_bytes, mixing, monkeypatch):
     """block_bytes=1: one cell row per block (many blocks)."""
     monkeypatch.setattr(blocked, 'BLOCK_BYTES', block_bytes)
-    _mixing_kernel(monkeypatch, native_mixing)
+    _mixing_kernel(monkeypatch, mixing)
     tensors, geometry = make_inputs(name, 4)
     expected, expected_grads = _float32_reference(tensors, geometry,
                                                   with_scale)
@@ -110,12 +117,11 @@ def test_autocast_matches_float32_reference(name, engine, with_scale,
 
 
 @pytest.mark.parametrize('name', list(LAYERS))
-@pytest.mark.parametrize('native_mixing', [True, False])
-def test_bf16_tensors_match_float32_reference(name, native_mixing,
-                                              monkeypatch):
+@pytest.mark.parametrize('mixing', MIXINGS)
+def test_bf16_tensors_match_float32_reference(name, mixing, monkeypatch):
     """A layer in bf16 (``.to(torch.bfloat16)``, no autocast): the same
     bf16 values through the float32 reference."""
-    _mixing_kernel(monkeypatch, native_mixing)
+    _mixing_kernel(monkeypatch, mixing)
     tensors, geometry = make_inputs(name, 4)
     tensors = {k: v.to(torch.bfloat16) for k, v in tensors.items()}
     expected, expected_grads = _float32_reference(tensors, geometry, True)
@@ -154,11 +160,12 @@ def test_autocast_keeps_the_cast_input_for_backward():
     assert x.grad.dtype == torch.float32
 
 
-def test_a_warehouse_is_cast_again_once_it_changes():
+def test_a_warehouse_is_cast_again_once_it_changes(monkeypatch):
     """Under autocast the fast path casts each warehouse once per value
     (several layers read it): an optimizer step, a ``copy_`` or a new
     ``.data`` must reach the next call, and a dropped warehouse takes its
     cast along."""
+    _mixing_kernel(monkeypatch, 'bf16')  # products in bf16: a cast warehouse
     tensors, geometry = make_inputs('3x3, G_o=2', 2)
     x, alpha = tensors['x'], tensors['attention']
 

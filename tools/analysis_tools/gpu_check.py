@@ -423,6 +423,13 @@ def _ratio(value, base) -> str:
     return '-' if value is None or base is None else f'{value / base:.2f}x'
 
 
+def _rate(images_per_second: float) -> str:
+    """Images per second, with three decimals below one (a slow CPU run of
+    the quick check)."""
+    decimals = 1 if images_per_second >= 1 else 3
+    return f'{images_per_second:.{decimals}f}'
+
+
 def _mb(value) -> str:
     return '-' if value is None else f'{value:,.0f}'
 
@@ -443,9 +450,10 @@ def print_table(rows: Dict[str, dict], title: str) -> None:
         train_time = train['seconds'] / train['batch'] / base_image
         infer_mem = _ratio(infer['peak_mb'], base['infer']['peak_mb'])
         train_mem = _ratio(train['peak_mb'], base['train']['peak_mb'])
-        print(f'  {label:28s} {infer["batch"] / infer["seconds"]:11.1f} '
+        print(f'  {label:28s} {_rate(infer["batch"] / infer["seconds"]):>11s} '
               f'{infer_time:6.2f}x {_mb(infer["peak_mb"]):>9s} '
-              f'{infer_mem:>6s} | {train["batch"] / train["seconds"]:11.1f} '
+              f'{infer_mem:>6s} | '
+              f'{_rate(train["batch"] / train["seconds"]):>11s} '
               f'{train_time:6.2f}x {_mb(train["peak_mb"]):>9s} '
               f'{train_mem:>6s} {train["batch"]:5d}')
     paper, kw_paper = PAPER['ResNet50'], PAPER['KW-ResNet50 1x']
