@@ -355,7 +355,11 @@ def _matmul(a: torch.Tensor, b: torch.Tensor, name=None, out=None):
     (:mod:`~mmkw.cnn.native`) when it is built and ``b``'s rows are
     contiguous, else through oneDNN's inner product: MKL's ``mm`` ran the
     ResNet50 mixing products at half of oneDNN's rate (a third at batch 1,
-    where ``a`` has 4-9 rows; AMD EPYC, 2 threads). In bf16 they run
+    where ``a`` has 4-9 rows; AMD EPYC, 2 threads). A product into ``out``
+    (the cell gradient: many rows, a short inner dimension) runs through
+    ``torch.mm``, which writes ``out`` in place: oneDNN's fresh result and
+    its copy took 1.1-2.7x as long (tens of MB, fresh pages; AVX2 EPYC, 2
+    threads). In bf16 they run
     through the compiled kernel where the CPU has AVX512_BF16 (``out`` may
     then be float32), and in float32 where the CPU has no half-precision
     products at all (:func:`_upcast`). Otherwise ``torch.mm``.
@@ -369,9 +373,8 @@ def _matmul(a: torch.Tensor, b: torch.Tensor, name=None, out=None):
             out = a.new_empty(shape) if name is None else _scratch(
                 name, shape, a)
         return native.mix(a.contiguous(), b, out)
-    if _onednn(a, b):
-        result = _ONEDNN(a.contiguous(), b.t(), None, 'none', [], '')
-        return result if out is None else out.copy_(result)
+    if out is None and _onednn(a, b):
+        return _ONEDNN(a.contiguous(), b.t(), None, 'none', [], '')
     if out is None and name is not None:
         out = _scratch(name, shape, a)
     return torch.mm(a, b) if out is None else torch.mm(a, b, out=out)
