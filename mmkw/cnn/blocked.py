@@ -366,8 +366,12 @@ def _matmul(a: torch.Tensor, b: torch.Tensor, name=None, out=None):
     """
     shape = (a.shape[0], b.shape[1])
     if _upcast(a):
-        result = _matmul(a.float(), b.float())
-        return result.to(a.dtype) if out is None else out.copy_(result)
+        a32, b32 = a.float(), b.float()
+        if out is None:
+            return _matmul(a32, b32).to(a.dtype)
+        if out.dtype == torch.float32:  # a cell gradient (_cell_gradient)
+            return _matmul(a32, b32, out=out)
+        return out.copy_(_matmul(a32, b32))
     if _native_ok(a, b):
         if out is None:
             out = a.new_empty(shape) if name is None else _scratch(
